@@ -1,0 +1,15 @@
+//! The `ray.io/v1` API served by raygate: KubeRay's RayCluster, RayJob and RayService types,
+//! their CRDs, and (in later modules) defaults and validation as pure functions.
+//!
+//! This crate does no I/O: the webhook, the controller and `raygate check` all call it.
+
+pub mod crd;
+pub mod labels;
+pub mod raycluster;
+pub mod rayjob;
+pub mod rayservice;
+mod schema_attrs;
+
+pub use raycluster::{RayCluster, RayClusterSpec, RayClusterStatus, WorkerGroupSpec};
+pub use rayjob::{RayJob, RayJobSpec, RayJobStatus};
+pub use rayservice::{RayService, RayServiceSpec, RayServiceStatuses};

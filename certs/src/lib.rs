@@ -1,0 +1,1 @@
+//! Serving certificates for the admission webhook.

@@ -1,0 +1,1 @@
+//! The lean controller: materializes RayClusters, RayJobs and RayServices.

@@ -1,0 +1,1 @@
+//! Admission: AdmissionReview decoding, mutate and validate, policies, the TLS server.
