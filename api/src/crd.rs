@@ -22,6 +22,7 @@ use kube::CustomResourceExt;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
+use crate::manifest::{self, ManifestError};
 use crate::{RayCluster, RayJob, RayService};
 
 /// Fields whose schema is an embedded Kubernetes object (PodTemplateSpec or Service).
@@ -146,11 +147,11 @@ fn collect_descriptions(value: &Value, texts: &mut HashSet<String>) {
 }
 
 /// Multi-document YAML of the given CRDs, as `kubectl apply -f` takes it.
-pub fn to_yaml(crds: &[CustomResourceDefinition]) -> Result<String, serde_norway::Error> {
+pub fn to_yaml(crds: &[CustomResourceDefinition]) -> Result<String, ManifestError> {
     let mut out = String::new();
     for crd in crds {
         out.push_str("---\n");
-        out.push_str(&serde_norway::to_string(crd)?);
+        out.push_str(&manifest::to_yaml(crd)?);
     }
     Ok(out)
 }

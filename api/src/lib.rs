@@ -5,6 +5,7 @@
 
 pub mod crd;
 pub mod labels;
+pub mod manifest;
 pub mod raycluster;
 pub mod rayjob;
 pub mod rayservice;

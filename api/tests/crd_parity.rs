@@ -13,7 +13,9 @@ fn kuberay_crd(plural: &str) -> Value {
         .join(format!("ray.io_{plural}.yaml"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading KubeRay CRD {}: {e}", path.display()));
-    serde_norway::from_str(&text).expect("KubeRay CRD is YAML")
+    raygate_api::manifest::parse_documents(&text)
+        .expect("KubeRay CRD is YAML")
+        .remove(0)
 }
 
 fn our_crd(plural: &str) -> Value {
