@@ -3,17 +3,21 @@
 //!
 //! This crate does no I/O: the webhook, the controller and `raygate check` all call it.
 
+pub mod admission;
 pub mod crd;
+pub mod defaults;
 pub mod field_error;
 pub mod labels;
 pub mod manifest;
+pub mod quantity;
 pub mod raycluster;
 pub mod rayjob;
 pub mod rayservice;
 mod schema_attrs;
+pub mod schema_defaults;
 pub mod validation;
 
+pub use field_error::{FieldError, Validation};
 pub use raycluster::{RayCluster, RayClusterSpec, RayClusterStatus, WorkerGroupSpec};
 pub use rayjob::{RayJob, RayJobSpec, RayJobStatus};
 pub use rayservice::{RayService, RayServiceSpec, RayServiceStatuses};
-pub use field_error::{FieldError, Validation};

@@ -1,6 +1,9 @@
 //! The `raygate` command line: one module per subcommand.
 
+mod check;
 mod crd;
+mod default;
+mod manifests;
 
 use std::process::ExitCode;
 
@@ -18,12 +21,18 @@ pub struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions for RayCluster, RayJob and RayService.
     Crd(crd::CrdArgs),
+    /// Run the admission pipeline offline on manifest files (exit 1 when anything is denied).
+    Check(check::CheckArgs),
+    /// Print Ray objects with every default filled in, as the cluster stores them.
+    Default(default::DefaultArgs),
 }
 
 impl Cli {
     pub fn run(self) -> ExitCode {
         let result = match self.command {
             Command::Crd(args) => args.run(),
+            Command::Check(args) => args.run(),
+            Command::Default(args) => args.run(),
         };
         match result {
             Ok(code) => code,

@@ -1,0 +1,103 @@
+//! The admission pipeline as one pure function: normalize (mutate), then validate the
+//! normalized object. The webhook, the controller's safety net and `raygate check` call it.
+
+use json_patch::Patch;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::defaults::normalize;
+use crate::field_error::{FieldError, Validation};
+use crate::validation::{validate_raycluster, validate_rayjob, validate_rayservice};
+use crate::{RayCluster, RayJob, RayService};
+
+/// The kinds raygate admits.
+pub const RAY_KINDS: [&str; 3] = ["RayCluster", "RayJob", "RayService"];
+
+/// What admission decides for one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionVerdict {
+    /// Operations turning the object as received into the normalized one.
+    pub patch: Patch,
+    /// The object after normalization.
+    pub normalized: Value,
+    pub errors: Vec<FieldError>,
+    pub warnings: Vec<String>,
+}
+
+impl AdmissionVerdict {
+    pub fn allowed(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Mutation: the normalized object, the JSON patch to it, and warnings about changed values.
+/// The patch is computed on the JSON as received, so fields our types don't know survive.
+pub fn mutate(object: &Value) -> (Value, Patch, Vec<String>) {
+    let mut normalized = object.clone();
+    let warnings = normalize(&mut normalized);
+    let patch = json_patch::diff(object, &normalized);
+    (normalized, patch, warnings)
+}
+
+/// Validation of an object (already normalized by the mutating step), against the stored
+/// object on UPDATE. An object that doesn't fit the types is one error at the offending path.
+pub fn validate(object: &Value, old: Option<&Value>) -> Validation {
+    match object.get("kind").and_then(Value::as_str) {
+        Some("RayCluster") => validate_typed::<RayCluster>(object, old, validate_raycluster),
+        Some("RayJob") => validate_typed::<RayJob>(object, old, validate_rayjob),
+        Some("RayService") => validate_typed::<RayService>(object, old, validate_rayservice),
+        Some(other) => {
+            let mut v = Validation::default();
+            v.error(
+                "kind",
+                format!("raygate does not admit kind {other:?}; expected one of {RAY_KINDS:?}"),
+            );
+            v
+        }
+        None => {
+            let mut v = Validation::default();
+            v.error("kind", "the object has no kind");
+            v
+        }
+    }
+}
+
+/// The full pipeline: mutate, then validate what mutation produced.
+pub fn admit(object: &Value, old: Option<&Value>) -> AdmissionVerdict {
+    let (normalized, patch, mut warnings) = mutate(object);
+    let validation = validate(&normalized, old);
+    warnings.extend(validation.warnings);
+    AdmissionVerdict {
+        patch,
+        normalized,
+        errors: validation.errors,
+        warnings,
+    }
+}
+
+fn validate_typed<K: DeserializeOwned>(
+    object: &Value,
+    old: Option<&Value>,
+    rules: fn(&K, Option<&K>) -> Validation,
+) -> Validation {
+    let typed: K = match parse(object) {
+        Ok(typed) => typed,
+        Err(error) => {
+            let mut v = Validation::default();
+            v.errors.push(error);
+            return v;
+        }
+    };
+    // An old object that no longer parses can't be compared; the new one still gets checked.
+    let old: Option<K> = old.and_then(|old| parse(old).ok());
+    rules(&typed, old.as_ref())
+}
+
+/// Typed view of an object; a mismatch names the field as the user wrote it.
+pub fn parse<K: DeserializeOwned>(object: &Value) -> Result<K, FieldError> {
+    serde_path_to_error::deserialize(object).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        FieldError::new(path, error.into_inner().to_string())
+    })
+}

@@ -1,0 +1,133 @@
+//! Defaults of a RayCluster spec (standalone, or embedded in a RayJob or RayService).
+
+use serde_json::{Map, Value, json};
+
+use super::ClusterOwner;
+use super::derived::Ledger;
+use super::json_edit::{child_object, set_if_absent, str_at};
+use super::pod::{GroupContext, Role, normalize_group};
+
+/// Ray's GCS listens here unless `rayStartParams.port` says otherwise.
+pub const DEFAULT_GCS_PORT: i64 = 6379;
+
+pub fn normalize(
+    spec: &mut Map<String, Value>,
+    owner: ClusterOwner,
+    path: &str,
+    ledger: &mut Ledger,
+    warnings: &mut Vec<String>,
+) {
+    let autoscaling = spec.get("enableInTreeAutoscaling") == Some(&Value::Bool(true));
+    let ray_version = str_at(spec, "rayVersion").and_then(parse_version);
+    let gcs_port = spec
+        .get("headGroupSpec")
+        .and_then(|head| head.pointer("/rayStartParams/port"))
+        .and_then(port_number)
+        .unwrap_or(DEFAULT_GCS_PORT);
+    let context = |role, key: String| GroupContext {
+        role,
+        owner,
+        autoscaling,
+        ray_version,
+        gcs_port,
+        key,
+    };
+
+    if let Some(head) = spec.get_mut("headGroupSpec").and_then(Value::as_object_mut) {
+        normalize_group(
+            head,
+            &context(Role::Head, format!("{path}.headGroupSpec")),
+            ledger,
+        );
+    }
+    if let Some(Value::Array(groups)) = spec.get_mut("workerGroupSpecs") {
+        for (index, group) in groups.iter_mut().enumerate() {
+            let Some(group) = group.as_object_mut() else {
+                continue;
+            };
+            let name = str_at(group, "groupName").unwrap_or_default().to_string();
+            clamp_replicas(
+                group,
+                &format!("{path}.workerGroupSpecs[{index}]"),
+                warnings,
+            );
+            let key = format!("{path}.workerGroupSpecs[groupName={name}]");
+            normalize_group(group, &context(Role::Worker, key), ledger);
+        }
+    }
+    if autoscaling {
+        autoscaler_options(spec);
+    }
+}
+
+/// KubeRay runs `clamp(replicas, minReplicas, maxReplicas)` workers and treats a missing
+/// `replicas` as `minReplicas`; writing that number shows users what will run.
+fn clamp_replicas(group: &mut Map<String, Value>, path: &str, warnings: &mut Vec<String>) {
+    let min = group
+        .get("minReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let max = group
+        .get("maxReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::from(i32::MAX));
+    if min > max {
+        return; // validation reports it; no number would be right.
+    }
+    match group.get("replicas") {
+        None | Some(Value::Null) => {
+            group.insert("replicas".into(), json!(min));
+        }
+        Some(Value::Number(number)) => {
+            let Some(replicas) = number.as_i64() else {
+                return;
+            };
+            let clamped = replicas.clamp(min, max);
+            if clamped != replicas {
+                warnings.push(format!(
+                    "{path}.replicas: {replicas} is outside [{min}, {max}]; set to {clamped}"
+                ));
+                group.insert("replicas".into(), json!(clamped));
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+/// The autoscaler sidecar's settings, as KubeRay builds the container when they are unset.
+fn autoscaler_options(spec: &mut Map<String, Value>) {
+    let Some(options) = child_object(spec, "autoscalerOptions") else {
+        return;
+    };
+    set_if_absent(options, "upscalingMode", json!("Default"));
+    set_if_absent(options, "idleTimeoutSeconds", json!(60));
+    set_if_absent(options, "imagePullPolicy", json!("IfNotPresent"));
+    set_if_absent(
+        options,
+        "resources",
+        json!({
+            "limits": {"cpu": "500m", "memory": "512Mi"},
+            "requests": {"cpu": "500m", "memory": "512Mi"}
+        }),
+    );
+}
+
+/// `major.minor.patch` of a Ray version such as "2.46.0" (a missing part counts as 0).
+pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+    let patch = parts.next().map_or(Some(0), |p| {
+        p.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    })?;
+    Some((major, minor, patch))
+}
+
+/// A port given as a number or a numeric string (rayStartParams are strings).
+pub fn port_number(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
