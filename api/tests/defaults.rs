@@ -419,3 +419,15 @@ fn every_kuberay_sample_normalizes_idempotently() {
     }
     assert!(count >= 80, "only {count} samples");
 }
+
+#[test]
+fn a_raycluster_with_a_serve_service_exposes_the_serve_port() {
+    let yaml = CLUSTER.replace(
+        "metadata: {name: demo, namespace: ml}",
+        "metadata:\n  name: demo\n  annotations: {ray.io/enable-serve-service: \"true\"}",
+    );
+    let value = normalized(&yaml);
+    assert_eq!(port(container(head(&value)), "serve"), Some(8000));
+    let plain = normalized(CLUSTER);
+    assert_eq!(port(container(head(&plain)), "serve"), None);
+}

@@ -13,6 +13,7 @@ pub const DEFAULT_GCS_PORT: i64 = 6379;
 pub fn normalize(
     spec: &mut Map<String, Value>,
     owner: ClusterOwner,
+    serves: bool,
     path: &str,
     ledger: &mut Ledger,
     warnings: &mut Vec<String>,
@@ -27,6 +28,7 @@ pub fn normalize(
     let context = |role, key: String| GroupContext {
         role,
         owner,
+        serves,
         autoscaling,
         ray_version,
         gcs_port,

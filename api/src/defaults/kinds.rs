@@ -27,6 +27,7 @@ pub fn normalize_rayjob(
         cluster::normalize(
             cluster_spec,
             ClusterOwner::RayJob,
+            false,
             "spec.rayClusterSpec",
             ledger,
             warnings,
@@ -51,6 +52,7 @@ pub fn normalize_rayservice(
         cluster::normalize(
             cluster_spec,
             ClusterOwner::RayService,
+            true,
             "spec.rayClusterConfig",
             ledger,
             warnings,

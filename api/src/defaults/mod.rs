@@ -40,13 +40,19 @@ pub fn normalize(object: &mut Value) -> Vec<String> {
         _ => return Vec::new(),
     };
     let mut ledger = derived::Ledger::read(annotations(object));
+    // A RayCluster can ask for a serve Service too; its head must then expose Serve's port.
+    let serve_service = annotations(object)
+        .and_then(|a| a.get(crate::labels::ANNOTATION_ENABLE_SERVE_SERVICE))
+        .and_then(Value::as_str)
+        == Some("true");
     let mut warnings = Vec::new();
     let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
         return warnings;
     };
     match owner {
         ClusterOwner::RayCluster => {
-            cluster::normalize(spec, owner, "spec", &mut ledger, &mut warnings)
+            let serves = serve_service;
+            cluster::normalize(spec, owner, serves, "spec", &mut ledger, &mut warnings)
         }
         ClusterOwner::RayJob => kinds::normalize_rayjob(spec, &mut ledger, &mut warnings),
         ClusterOwner::RayService => kinds::normalize_rayservice(spec, &mut ledger, &mut warnings),

@@ -21,6 +21,8 @@ pub enum Role {
 pub struct GroupContext {
     pub role: Role,
     pub owner: ClusterOwner,
+    /// The cluster serves Ray Serve traffic (a RayService, or a RayCluster with a serve Service).
+    pub serves: bool,
     pub autoscaling: bool,
     pub ray_version: Option<(u64, u64, u64)>,
     /// The head's GCS port, which workers need too (`RAY_PORT`).
@@ -244,7 +246,7 @@ fn ports(container: &mut Map<String, Value>, ctx: &GroupContext, params: &Map<St
         wanted.push(("client", param("ray-client-server-port", CLIENT_PORT)));
     }
     wanted.push(("metrics", param("metrics-export-port", METRICS_PORT)));
-    if ctx.owner == ClusterOwner::RayService {
+    if ctx.serves {
         wanted.push(("serve", SERVE_PORT));
     }
     let Some(ports) = child_array(container, "ports") else {

@@ -1,0 +1,135 @@
+//! KubeRay's samples are working examples: validation must find no errors in any of them
+//! (warnings are fine), and every warning stays within kubectl's line.
+//!
+//! The samples are read as written, without CRD defaults; the typed structs already default
+//! a missing `minReplicas`/`maxReplicas` to the CRD's 0 / 2147483647.
+
+use std::path::PathBuf;
+
+use raygate_api::admission::admit;
+use raygate_api::schema_defaults::apply_crd_defaults;
+use raygate_api::validation::{
+    MAX_WARNING_CHARS, validate_raycluster, validate_rayjob, validate_rayservice,
+};
+use raygate_api::{RayCluster, RayJob, RayService, Validation};
+use serde_json::Value;
+
+fn samples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/kuberay/samples")
+}
+
+/// Samples that are invalid under a rule, with the reason. Empty: every sample passes.
+const KNOWN_INVALID: &[(&str, &str)] = &[];
+
+fn sample_documents() -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(samples_dir())
+        .expect("KubeRay samples are at ../shared/kuberay/samples")
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    let mut documents = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable sample");
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parsed = raygate_api::manifest::parse_documents(&text)
+            .unwrap_or_else(|e| panic!("{name}: not YAML: {e}"));
+        documents.extend(parsed.into_iter().map(|value| (name.clone(), value)));
+    }
+    documents
+}
+
+fn validate(kind: &str, document: &Value) -> Option<Validation> {
+    let typed = |what: &str| -> ! { panic!("{what} does not parse") };
+    Some(match kind {
+        "RayCluster" => validate_raycluster(
+            &serde_json::from_value::<RayCluster>(document.clone()).unwrap_or_else(|_| typed(kind)),
+            None,
+        ),
+        "RayJob" => validate_rayjob(
+            &serde_json::from_value::<RayJob>(document.clone()).unwrap_or_else(|_| typed(kind)),
+            None,
+        ),
+        "RayService" => validate_rayservice(
+            &serde_json::from_value::<RayService>(document.clone()).unwrap_or_else(|_| typed(kind)),
+            None,
+        ),
+        _ => return None,
+    })
+}
+
+#[test]
+fn kuberay_samples_have_no_errors() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for (file, document) in sample_documents() {
+        if document["apiVersion"] != "ray.io/v1" {
+            continue;
+        }
+        let kind = document["kind"].as_str().unwrap_or_default();
+        let name = document["metadata"]["name"].as_str().unwrap_or_default();
+        let Some(validation) = validate(kind, &document) else {
+            continue;
+        };
+        checked += 1;
+        let known = KNOWN_INVALID.iter().any(|(known, _)| *known == file);
+        if !known {
+            for error in &validation.errors {
+                problems.push(format!("{file}: {kind}/{name}: {error}"));
+            }
+        } else if validation.errors.is_empty() {
+            problems.push(format!("{file} is listed as invalid but has no errors"));
+        }
+        for warning in &validation.warnings {
+            assert!(
+                warning.chars().count() <= MAX_WARNING_CHARS,
+                "{file}: warning longer than {MAX_WARNING_CHARS}: {warning}"
+            );
+            warnings.push(format!("{file}: {warning}"));
+        }
+    }
+    println!("{}", warnings.join("\n"));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        checked >= 80,
+        "only {checked} Ray objects found among the samples"
+    );
+}
+
+/// The verdict `raygate check` and the webhook give: CRD defaults, then normalization, then
+/// validation of the normalized object. Defaults must not create problems the user didn't write.
+#[test]
+fn kuberay_samples_are_admitted_after_defaulting() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (file, mut document) in sample_documents() {
+        let kind = document["kind"].as_str().unwrap_or_default().to_string();
+        if document["apiVersion"] != "ray.io/v1"
+            || !["RayCluster", "RayJob", "RayService"].contains(&kind.as_str())
+            || KNOWN_INVALID.iter().any(|(known, _)| *known == file)
+        {
+            continue;
+        }
+        checked += 1;
+        apply_crd_defaults(&mut document);
+        let verdict = admit(&document, None);
+        for error in &verdict.errors {
+            problems.push(format!("{file}: {kind}: {error}"));
+        }
+        for warning in &verdict.warnings {
+            assert!(
+                warning.chars().count() <= MAX_WARNING_CHARS,
+                "{file}: warning longer than {MAX_WARNING_CHARS}: {warning}"
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        checked >= 80,
+        "only {checked} Ray objects found among the samples"
+    );
+}

@@ -1,0 +1,287 @@
+//! Shared by the `validation_*` tests: small valid base objects, edits by JSON pointer, and a
+//! table runner that checks each case's exact path and key words.
+
+#![allow(dead_code)]
+
+use raygate_api::validation::{
+    MAX_WARNING_CHARS, validate_raycluster, validate_rayjob, validate_rayservice,
+};
+use raygate_api::{RayCluster, RayJob, RayService, Validation};
+use serde_json::{Value, json};
+
+const CLUSTER: &str = r#"
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: demo
+spec:
+  rayVersion: "2.52.0"
+  headGroupSpec:
+    rayStartParams: {}
+    template:
+      spec:
+        containers:
+        - name: ray-head
+          image: rayproject/ray:2.52.0
+          resources:
+            limits: {cpu: "1", memory: 4Gi}
+            requests: {cpu: "1", memory: 4Gi}
+  workerGroupSpecs:
+  - groupName: small
+    replicas: 1
+    minReplicas: 1
+    maxReplicas: 5
+    rayStartParams: {}
+    template:
+      spec:
+        containers:
+        - name: ray-worker
+          image: rayproject/ray:2.52.0
+          resources:
+            limits: {cpu: "1", memory: 2Gi}
+            requests: {cpu: "1", memory: 2Gi}
+"#;
+
+const JOB: &str = r#"
+apiVersion: ray.io/v1
+kind: RayJob
+metadata:
+  name: demo-job
+spec:
+  entrypoint: python -c "import ray; ray.init()"
+  shutdownAfterJobFinishes: true
+"#;
+
+const SERVICE: &str = r#"
+apiVersion: ray.io/v1
+kind: RayService
+metadata:
+  name: demo-svc
+spec:
+  serveConfigV2: |
+    applications:
+      - name: app
+        import_path: app:deployment
+"#;
+
+fn document(yaml: &str) -> Value {
+    raygate_api::manifest::parse_documents(yaml)
+        .expect("valid YAML")
+        .into_iter()
+        .next()
+        .expect("one document")
+}
+
+/// A valid RayCluster: a head and one worker group `small`.
+pub fn cluster() -> Value {
+    document(CLUSTER)
+}
+
+/// A valid RayJob running on its own cluster (the RayCluster base's spec).
+pub fn job() -> Value {
+    let mut job = document(JOB);
+    job["spec"]["rayClusterSpec"] = cluster()["spec"].clone();
+    job
+}
+
+/// A valid RayService (the RayCluster base's spec as `rayClusterConfig`).
+pub fn service() -> Value {
+    let mut service = document(SERVICE);
+    service["spec"]["rayClusterConfig"] = cluster()["spec"].clone();
+    service
+}
+
+/// Sets the value at a JSON pointer (`~1` for `/` in keys), creating missing objects and
+/// appending at an array's length; `Value::Null` removes the key or element.
+pub fn set(doc: &mut Value, pointer: &str, value: Value) {
+    let mut parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let last = parts.pop().expect("pointer has a last segment");
+    let mut current = doc;
+    for part in parts {
+        current = match current {
+            Value::Object(map) => map.entry(part).or_insert_with(|| json!({})),
+            Value::Array(list) => {
+                let index: usize = part.parse().expect("array index");
+                if index == list.len() {
+                    list.push(json!({}));
+                }
+                &mut list[index]
+            }
+            other => panic!("{pointer}: cannot descend into {other}"),
+        };
+    }
+    match current {
+        Value::Object(map) => {
+            if value.is_null() {
+                map.remove(&last);
+            } else {
+                map.insert(last, value);
+            }
+        }
+        Value::Array(list) => {
+            let index: usize = last.parse().expect("array index");
+            if value.is_null() {
+                list.remove(index);
+            } else if index == list.len() {
+                list.push(value);
+            } else {
+                list[index] = value;
+            }
+        }
+        other => panic!("{pointer}: cannot set inside {other}"),
+    }
+}
+
+/// `base` with every edit applied.
+pub fn with(mut base: Value, edits: &[(&str, Value)]) -> Value {
+    for (pointer, value) in edits {
+        set(&mut base, pointer, value.clone());
+    }
+    base
+}
+
+/// Validates any of the three kinds, typed from JSON as the webhook does.
+pub fn validate(object: &Value, old: Option<&Value>) -> Validation {
+    fn typed<K: serde::de::DeserializeOwned>(value: &Value) -> K {
+        serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("test object does not parse: {e}\n{value:#}"))
+    }
+    match object["kind"].as_str() {
+        Some("RayCluster") => {
+            let old: Option<RayCluster> = old.map(typed);
+            validate_raycluster(&typed(object), old.as_ref())
+        }
+        Some("RayJob") => {
+            let old: Option<RayJob> = old.map(typed);
+            validate_rayjob(&typed(object), old.as_ref())
+        }
+        Some("RayService") => {
+            let old: Option<RayService> = old.map(typed);
+            validate_rayservice(&typed(object), old.as_ref())
+        }
+        other => panic!("unknown kind {other:?}"),
+    }
+}
+
+/// What a case expects.
+pub enum Expect {
+    /// An error at exactly this path whose message contains every word.
+    Error(&'static str, &'static [&'static str]),
+    /// No errors, and a warning containing every word.
+    Warning(&'static [&'static str]),
+    /// No errors at all.
+    Allowed,
+}
+
+pub struct Case {
+    /// Rule id: C8, J17, S8, U-managedBy, T-gpu…
+    pub id: &'static str,
+    pub object: Value,
+    pub old: Option<Value>,
+    pub expect: Expect,
+}
+
+pub fn deny(
+    id: &'static str,
+    object: Value,
+    path: &'static str,
+    words: &'static [&'static str],
+) -> Case {
+    Case {
+        id,
+        object,
+        old: None,
+        expect: Expect::Error(path, words),
+    }
+}
+
+pub fn allow(id: &'static str, object: Value) -> Case {
+    Case {
+        id,
+        object,
+        old: None,
+        expect: Expect::Allowed,
+    }
+}
+
+pub fn warn(id: &'static str, object: Value, words: &'static [&'static str]) -> Case {
+    Case {
+        id,
+        object,
+        old: None,
+        expect: Expect::Warning(words),
+    }
+}
+
+/// An UPDATE case: `object` replaces `old`.
+pub fn update(mut case: Case, old: Value) -> Case {
+    case.old = Some(old);
+    case
+}
+
+/// Runs every case and fails with the list of cases that didn't behave.
+pub fn run(cases: Vec<Case>) {
+    let total = cases.len();
+    let mut failures = Vec::new();
+    for case in cases {
+        let result = validate(&case.object, case.old.as_ref());
+        let id = case.id;
+        for warning in &result.warnings {
+            if warning.chars().count() > MAX_WARNING_CHARS {
+                failures.push(format!(
+                    "{id}: warning over {MAX_WARNING_CHARS} chars: {warning}"
+                ));
+            }
+        }
+        match case.expect {
+            Expect::Error(path, words) => {
+                let found = result
+                    .errors
+                    .iter()
+                    .any(|e| e.path == path && words.iter().all(|w| e.message.contains(w)));
+                if !found {
+                    failures.push(format!(
+                        "{id}: expected an error at {path} containing {words:?}, got {:#?}",
+                        result.errors
+                    ));
+                }
+            }
+            Expect::Warning(words) => {
+                if !result.errors.is_empty() {
+                    failures.push(format!(
+                        "{id}: expected no errors, got {:#?}",
+                        result.errors
+                    ));
+                }
+                if !result
+                    .warnings
+                    .iter()
+                    .any(|w| words.iter().all(|word| w.contains(word)))
+                {
+                    failures.push(format!(
+                        "{id}: expected a warning containing {words:?}, got {:#?}",
+                        result.warnings
+                    ));
+                }
+            }
+            Expect::Allowed => {
+                if !result.errors.is_empty() {
+                    failures.push(format!(
+                        "{id}: expected no errors, got {:#?}",
+                        result.errors
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
