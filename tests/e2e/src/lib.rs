@@ -1,1 +1,5 @@
 //! Test support: the local control plane (etcd + kube-apiserver) and helpers named for what a user sees.
+
+pub mod control_plane;
+
+pub use control_plane::{Binaries, ControlPlane, KubectlOutput};

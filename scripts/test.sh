@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of raygate: unit, property and CLI tests, and the end-to-end tests against a
+# real kube-apiserver + etcd (built from the published Go modules on first use, then cached
+# under target/controlplane/).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash tests/controlplane/build.sh
+export RAYGATE_CONTROLPLANE_BIN="$PWD/target/controlplane/bin"
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,265 @@
+//! The real control plane (etcd + kube-apiserver built by tests/controlplane/build.sh) works the
+//! way later tests need it. These tests fail, never skip, when the binaries are missing.
+
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use raygate_e2e::{Binaries, ControlPlane};
+use serde_json::{Value, json};
+
+fn start() -> ControlPlane {
+    let t = Instant::now();
+    let cp =
+        ControlPlane::start().expect("start the control plane (see tests/controlplane/build.sh)");
+    eprintln!(
+        "control plane ready in {:.2}s at {} (dir {})",
+        t.elapsed().as_secs_f64(),
+        cp.server_url(),
+        cp.dir().display()
+    );
+    cp
+}
+
+fn kubectl_ok(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cp.kubectl(args, stdin).expect("run kubectl");
+    assert!(out.success(), "kubectl {args:?} failed:\n{out}");
+    out.stdout
+}
+
+/// Local addresses (hex `AABBCCDD:PPPP` as in /proc/net/tcp) listening on `port`.
+fn listeners_on(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 3 && cols[3] == "0A" && cols[1].ends_with(&format!(":{port:04X}")) {
+                found.push(cols[1].to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn control_plane_is_ready_and_reports_its_version() {
+    let cp = start();
+
+    assert_eq!(
+        kubectl_ok(&cp, &["get", "--raw", "/readyz"], None).trim(),
+        "ok"
+    );
+
+    let out = cp
+        .kubectl(["version", "-o", "json"], None)
+        .expect("kubectl version");
+    assert!(out.success(), "{out}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("kubectl version prints JSON");
+    let server = v["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap_or_default();
+    let client = v["clientVersion"]["gitVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        server.starts_with("v1.37."),
+        "server version {server:?}:\n{out}"
+    );
+    assert_eq!(
+        client, server,
+        "kubectl and the API server come from one build"
+    );
+    assert!(
+        !out.stderr.contains("skew"),
+        "kubectl warned about version skew: {}",
+        out.stderr
+    );
+
+    // Loopback only: etcd's client port and the API server's port listen on 127.0.0.1 alone.
+    for port in [cp.apiserver_port(), etcd_port(&cp)] {
+        let addrs = listeners_on(port);
+        assert!(!addrs.is_empty(), "nothing listens on port {port}");
+        assert!(
+            addrs.iter().all(|a| a == &format!("0100007F:{port:04X}")),
+            "port {port} listens on {addrs:?}, not only 127.0.0.1"
+        );
+    }
+
+    assert!(cp.kubeconfig_path().is_file());
+    assert!(cp.apiserver_log_path().is_file());
+    assert!(cp.etcd_log_path().is_file());
+}
+
+fn etcd_port(cp: &ControlPlane) -> u16 {
+    cp.etcd_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("etcd url has a port")
+}
+
+#[tokio::test]
+async fn configmap_and_pod_round_trip_and_pod_status_can_be_played() {
+    let cp = ControlPlane::start_async()
+        .await
+        .expect("start the control plane (see tests/controlplane/build.sh)");
+
+    // A ConfigMap through kubectl, read back through kubectl and the Rust client.
+    let cm_yaml =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  hello: world\n";
+    let applied = kubectl_ok(&cp, &["apply", "-f", "-"], Some(cm_yaml));
+    assert!(applied.contains("configmap/greeting created"), "{applied}");
+    let data = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "configmap",
+            "greeting",
+            "-o",
+            "jsonpath={.data.hello}",
+        ],
+        None,
+    );
+    assert_eq!(data, "world");
+
+    let client = cp.client().await.expect("kube client");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = cms.get("greeting").await.expect("get configmap");
+    assert_eq!(
+        cm.data.and_then(|d| d.get("hello").cloned()).as_deref(),
+        Some("world")
+    );
+
+    // A Pod: admitted with no ServiceAccount and no controller-manager, stays Pending.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "head", "labels": { "app": "e2e" } },
+        "spec": { "containers": [{ "name": "ray", "image": "rayproject/ray:2.60.0" }] },
+    }))
+    .expect("pod json");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let got = pods.get("head").await.expect("get pod");
+    let phase = got.status.as_ref().and_then(|s| s.phase.as_deref());
+    assert_eq!(phase, Some("Pending"), "no kubelet runs pods");
+
+    // Play kubelet: mark it Running and Ready with a loopback pod IP, via the status subresource.
+    let status = json!({
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.2",
+            "podIPs": [{ "ip": "127.0.0.2" }],
+            "conditions": [
+                { "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z" },
+            ],
+        }
+    });
+    pods.patch_status("head", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch pod status");
+    let got = pods.get("head").await.expect("get pod");
+    let st = got.status.expect("pod status");
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    assert_eq!(st.pod_ip.as_deref(), Some("127.0.0.2"));
+
+    let shown = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "pod",
+            "head",
+            "-o",
+            "jsonpath={.status.phase} {.status.podIP}",
+        ],
+        None,
+    );
+    assert_eq!(shown, "Running 127.0.0.2");
+}
+
+#[tokio::test]
+async fn restarting_the_api_server_keeps_data() {
+    let mut cp = ControlPlane::start_async()
+        .await
+        .expect("start the control plane (see tests/controlplane/build.sh)");
+    let client = cp.client().await.expect("kube client");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "survivor" },
+        "data": { "k": "v" },
+    }))
+    .expect("configmap json");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create configmap");
+    let url = cp.server_url();
+
+    let t = Instant::now();
+    cp.stop_apiserver().expect("stop the API server");
+    eprintln!("API server stopped in {:.2}s", t.elapsed().as_secs_f64());
+    assert!(!cp.apiserver_running());
+    let down = cp
+        .kubectl(["get", "configmap", "survivor"], None)
+        .expect("kubectl");
+    assert!(
+        !down.success(),
+        "kubectl reached a stopped API server:\n{down}"
+    );
+
+    let t = Instant::now();
+    let cp = tokio::task::spawn_blocking(move || cp.start_apiserver().map(|()| cp))
+        .await
+        .expect("join")
+        .expect("restart the API server");
+    eprintln!("API server restarted in {:.2}s", t.elapsed().as_secs_f64());
+    assert_eq!(cp.server_url(), url, "same port after restart");
+
+    // The client made before the restart still works, and the data is still there.
+    let back = cms
+        .get("survivor")
+        .await
+        .expect("get configmap after restart");
+    assert_eq!(
+        back.data.and_then(|d| d.get("k").cloned()).as_deref(),
+        Some("v")
+    );
+    let via_kubectl = kubectl_ok(
+        &cp,
+        &["get", "configmap", "survivor", "-o", "jsonpath={.data.k}"],
+        None,
+    );
+    assert_eq!(via_kubectl, "v");
+
+    // A crash (SIGKILL) and restart keeps the data too.
+    let mut cp = cp;
+    cp.kill_apiserver();
+    let cp = tokio::task::spawn_blocking(move || cp.start_apiserver().map(|()| cp))
+        .await
+        .expect("join")
+        .expect("restart the API server after a kill");
+    assert_eq!(
+        kubectl_ok(
+            &cp,
+            &["get", "configmap", "survivor", "-o", "jsonpath={.data.k}"],
+            None
+        ),
+        "v"
+    );
+}
+
+#[test]
+fn missing_binaries_fail_loudly_and_name_the_build_script() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let err = Binaries::locate_in(empty.path()).expect_err("no binaries in an empty dir");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("tests/controlplane/build.sh"), "{msg}");
+    assert!(msg.contains("kube-apiserver"), "{msg}");
+    assert!(msg.contains("etcd"), "{msg}");
+    assert!(msg.contains("kubectl"), "{msg}");
+}
