@@ -4,6 +4,8 @@ mod check;
 mod crd;
 mod default;
 mod manifests;
+mod webhook;
+mod webhook_config;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Print Ray objects with every default filled in, as the cluster stores them.
     Default(default::DefaultArgs),
+    /// Serve the admission webhook (mutate and validate Ray objects over TLS).
+    Webhook(webhook::WebhookArgs),
+    /// Print the Mutating/ValidatingWebhookConfiguration that registers the webhook.
+    WebhookConfig(webhook_config::WebhookConfigArgs),
 }
 
 impl Cli {
@@ -33,6 +39,8 @@ impl Cli {
             Command::Crd(args) => args.run(),
             Command::Check(args) => args.run(),
             Command::Default(args) => args.run(),
+            Command::Webhook(args) => args.run(),
+            Command::WebhookConfig(args) => args.run(),
         };
         match result {
             Ok(code) => code,

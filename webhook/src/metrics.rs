@@ -1,0 +1,215 @@
+//! Prometheus metrics, `raygate_` prefixed, served on the admin port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::verdict::{Endpoint, Outcome};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    kind: String,
+    operation: String,
+    verb: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    kind: String,
+    operation: String,
+    verb: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarningLabels {
+    kind: String,
+    verb: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: String,
+}
+
+/// The webhook's metrics and the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    warnings: Family<WarningLabels, Counter>,
+    tls_reloads: Family<ReloadLabels, Counter>,
+    certificate_expiry: Gauge,
+}
+
+/// The label for a kind: one of ours, or `other` so a misconfigured webhook can't blow up
+/// the label set with every kind in the cluster.
+pub fn kind_label(kind: &str) -> &str {
+    if raygate_api::admission::RAY_KINDS.contains(&kind) {
+        kind
+    } else {
+        "other"
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    // 0.5 ms .. ~4 s: admission normally takes about a millisecond; the API server's
+    // timeout is 5 s at most.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("raygate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "AdmissionReviews answered, by kind, operation, verb (mutate/validate) and result",
+            requests.clone(),
+        );
+        let duration: Family<DurationLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "admission_duration",
+            "Time to decide one AdmissionReview",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let warnings = Family::<WarningLabels, Counter>::default();
+        registry.register(
+            "admission_warnings",
+            "Warnings returned to API clients",
+            warnings.clone(),
+        );
+        let tls_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Serving certificate reloads from disk, by result (success/failure)",
+            tls_reloads.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register_with_unit(
+            "certificate_expiry_timestamp",
+            "notAfter of the serving certificate in use, as a Unix timestamp",
+            Unit::Seconds,
+            certificate_expiry.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            warnings,
+            tls_reloads,
+            certificate_expiry,
+        }
+    }
+
+    /// Records one answered review.
+    pub fn observe_review(
+        &self,
+        kind: &str,
+        operation: &str,
+        endpoint: Endpoint,
+        outcome: Outcome,
+        seconds: f64,
+        warnings: usize,
+    ) {
+        let kind = kind_label(kind).to_owned();
+        let verb = endpoint.as_str().to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                kind: kind.clone(),
+                operation: operation.to_owned(),
+                verb: verb.clone(),
+                result: outcome.as_str().to_owned(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&DurationLabels {
+                kind: kind.clone(),
+                operation: operation.to_owned(),
+                verb: verb.clone(),
+            })
+            .observe(seconds);
+        if warnings > 0 {
+            self.warnings
+                .get_or_create(&WarningLabels { kind, verb })
+                .inc_by(warnings as u64);
+        }
+    }
+
+    /// Records a body that was not an AdmissionReview we could answer.
+    pub fn observe_rejected_body(&self, endpoint: Endpoint) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                kind: "unknown".to_owned(),
+                operation: "unknown".to_owned(),
+                verb: endpoint.as_str().to_owned(),
+                result: Outcome::Error.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn observe_tls_reload(&self, succeeded: bool) {
+        let result = if succeeded { "success" } else { "failure" };
+        self.tls_reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn set_certificate_expiry(&self, unix_seconds: i64) {
+        self.certificate_expiry.set(unix_seconds);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_units() {
+        let metrics = Metrics::new();
+        metrics.observe_review(
+            "RayCluster",
+            "CREATE",
+            Endpoint::Validate,
+            Outcome::Denied,
+            0.001,
+            2,
+        );
+        metrics.observe_review("Pod", "CREATE", Endpoint::Mutate, Outcome::Denied, 0.001, 0);
+        metrics.observe_tls_reload(true);
+        metrics.set_certificate_expiry(1_900_000_000);
+        let text = metrics.render();
+        for expected in [
+            "raygate_admission_requests_total{kind=\"RayCluster\",operation=\"CREATE\",verb=\"validate\",result=\"denied\"} 1",
+            "raygate_admission_requests_total{kind=\"other\",operation=\"CREATE\",verb=\"mutate\",result=\"denied\"} 1",
+            "raygate_admission_duration_seconds_bucket{",
+            "raygate_admission_warnings_total{kind=\"RayCluster\",verb=\"validate\"} 2",
+            "raygate_tls_reloads_total{result=\"success\"} 1",
+            "raygate_certificate_expiry_timestamp_seconds 1900000000",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The AdmissionReview envelope (`admission.k8s.io/v1`) as it travels on the wire: decoding the
+//! API server's request into a [`ReviewRequest`], encoding our [`ReviewResponse`].
+//!
+//! The object stays a `serde_json::Value` as received: patches are computed against exactly
+//! what the API server sent, so fields our types don't know survive admission.
+
+use base64::Engine as _;
+use kube::core::admission::Operation;
+use kube::core::response::Status;
+use kube::core::{GroupVersionKind, GroupVersionResource};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The only AdmissionReview version raygate speaks; the webhook configurations ask for it.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// What the API server asks about one object.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewRequest {
+    /// Copied into the response: the API server matches answers to questions by it.
+    pub uid: String,
+    /// The fully-qualified kind of the object being admitted.
+    pub kind: GroupVersionKind,
+    #[serde(default)]
+    pub resource: Option<GroupVersionResource>,
+    /// `status` for status updates, empty for the main resource.
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    /// The object as it will be stored (CREATE, UPDATE); null for DELETE.
+    #[serde(default)]
+    pub object: Option<Value>,
+    /// The stored object (UPDATE, DELETE).
+    #[serde(default)]
+    pub old_object: Option<Value>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl ReviewRequest {
+    /// `operation` as Kubernetes spells it, for logs and metric labels.
+    pub fn operation_name(&self) -> &'static str {
+        operation_name(&self.operation)
+    }
+
+    /// The object's name: the request's, or (for `generateName` creates) the object's own.
+    pub fn object_name(&self) -> &str {
+        if !self.name.is_empty() {
+            return &self.name;
+        }
+        self.object
+            .as_ref()
+            .and_then(|o| o.pointer("/metadata/name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+pub fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// Why a body is not an AdmissionReview we can answer. Each becomes an HTTP 400 whose JSON
+/// body carries the message: without a usable `uid` there is no AdmissionResponse to send.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("request body is empty; expected an AdmissionReview ({API_VERSION})")]
+    EmptyBody,
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("request body is not an AdmissionReview: expected a JSON object with kind {KIND:?}")]
+    NotAnObject,
+    #[error("request body is not an AdmissionReview: kind is {0}")]
+    WrongKind(String),
+    #[error(
+        "unsupported AdmissionReview apiVersion {0}: raygate speaks {API_VERSION} only \
+         (set admissionReviewVersions: [v1] in the webhook configuration)"
+    )]
+    WrongApiVersion(String),
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    #[error("AdmissionReview request has no uid")]
+    MissingUid,
+    #[error("AdmissionReview request is malformed at {path}: {message}")]
+    MalformedRequest { path: String, message: String },
+    #[error("AdmissionReview request for {operation} has no object")]
+    MissingObject { operation: &'static str },
+}
+
+/// Reads an AdmissionReview body into the request it carries.
+pub fn decode(body: &[u8]) -> Result<ReviewRequest, DecodeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::EmptyBody);
+    }
+    // serde_json bounds nesting at 128 levels, so a hostile, deeply nested body is an
+    // error here, not a stack overflow.
+    let review: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let Value::Object(mut review) = review else {
+        return Err(DecodeError::NotAnObject);
+    };
+    match review.get("kind") {
+        Some(Value::String(kind)) if kind == KIND => {}
+        Some(other) => return Err(DecodeError::WrongKind(other.to_string())),
+        None => return Err(DecodeError::WrongKind("missing".to_owned())),
+    }
+    match review.get("apiVersion") {
+        Some(Value::String(version)) if version == API_VERSION => {}
+        Some(other) => return Err(DecodeError::WrongApiVersion(other.to_string())),
+        None => return Err(DecodeError::WrongApiVersion("(missing)".to_owned())),
+    }
+    let request = match review.remove("request") {
+        Some(request @ Value::Object(_)) => request,
+        _ => return Err(DecodeError::MissingRequest),
+    };
+    match request.get("uid") {
+        Some(Value::String(uid)) if !uid.is_empty() => {}
+        _ => return Err(DecodeError::MissingUid),
+    }
+    let request: ReviewRequest = serde_path_to_error::deserialize(request).map_err(|e| {
+        let path = match e.path().to_string() {
+            root if root == "." => "request".to_owned(),
+            path => format!("request.{path}"),
+        };
+        DecodeError::MalformedRequest {
+            path,
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    let needs_object = matches!(request.operation, Operation::Create | Operation::Update);
+    if needs_object && !matches!(request.object, Some(Value::Object(_))) {
+        return Err(DecodeError::MissingObject {
+            operation: request.operation_name(),
+        });
+    }
+    Ok(request)
+}
+
+/// Our answer, as the `response` of an AdmissionReview.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// A JSON Patch (RFC 6902), base64-encoded as Go's `[]byte` expects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl ReviewResponse {
+    /// Attaches a JSON patch (already serialized) in the encoding the API server reads.
+    pub fn with_patch_json(mut self, patch_json: &[u8]) -> Self {
+        self.patch = Some(base64::engine::general_purpose::STANDARD.encode(patch_json));
+        self.patch_type = Some("JSONPatch");
+        self
+    }
+
+    /// The whole AdmissionReview document carrying this response.
+    pub fn into_review(self) -> Value {
+        serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "response": self,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(value: Value) -> Vec<u8> {
+        serde_json::to_vec(&value).unwrap_or_default()
+    }
+
+    fn review(request: Value) -> Value {
+        json!({"apiVersion": API_VERSION, "kind": KIND, "request": request})
+    }
+
+    fn request() -> Value {
+        json!({
+            "uid": "u-1",
+            "kind": {"group": "ray.io", "version": "v1", "kind": "RayCluster"},
+            "resource": {"group": "ray.io", "version": "v1", "resource": "rayclusters"},
+            "name": "x",
+            "namespace": "default",
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "x"}},
+            "oldObject": null,
+            "dryRun": false,
+        })
+    }
+
+    #[test]
+    fn decodes_a_v1_review() {
+        let decoded = decode(&body(review(request()))).expect("valid review");
+        assert_eq!(decoded.uid, "u-1");
+        assert_eq!(decoded.kind.kind, "RayCluster");
+        assert_eq!(decoded.operation_name(), "CREATE");
+        assert_eq!(decoded.object_name(), "x");
+        assert!(decoded.old_object.is_none());
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        assert_eq!(decode(b" \n"), Err(DecodeError::EmptyBody));
+        assert!(matches!(decode(b"{"), Err(DecodeError::NotJson(_))));
+        assert_eq!(decode(b"[1]"), Err(DecodeError::NotAnObject));
+        let mut v1beta1 = review(request());
+        v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        assert!(matches!(
+            decode(&body(v1beta1)),
+            Err(DecodeError::WrongApiVersion(v)) if v.contains("v1beta1")
+        ));
+        let mut no_uid = request();
+        no_uid["uid"] = json!("");
+        assert_eq!(decode(&body(review(no_uid))), Err(DecodeError::MissingUid));
+        let mut bad_op = request();
+        bad_op["operation"] = json!("PATCH");
+        assert!(matches!(
+            decode(&body(review(bad_op))),
+            Err(DecodeError::MalformedRequest { path, .. }) if path == "request.operation"
+        ));
+        let mut no_object = request();
+        no_object["object"] = Value::Null;
+        assert_eq!(
+            decode(&body(review(no_object))),
+            Err(DecodeError::MissingObject {
+                operation: "CREATE"
+            })
+        );
+    }
+
+    #[test]
+    fn delete_needs_no_object() {
+        let mut delete = request();
+        delete["operation"] = json!("DELETE");
+        delete["object"] = Value::Null;
+        assert!(decode(&body(review(delete))).is_ok());
+    }
+
+    #[test]
+    fn patch_is_base64() {
+        let response = ReviewResponse::default().with_patch_json(br#"[]"#);
+        assert_eq!(response.patch.as_deref(), Some("W10="));
+        assert_eq!(response.into_review()["response"]["patchType"], "JSONPatch");
+    }
+}
