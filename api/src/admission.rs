@@ -95,6 +95,10 @@ fn validate_typed<K: DeserializeOwned>(
 
 /// Typed view of an object; a mismatch names the field as the user wrote it.
 pub fn parse<K: DeserializeOwned>(object: &Value) -> Result<K, FieldError> {
+    // Tracking the path costs time on every field; only a failed parse needs it.
+    if let Ok(typed) = K::deserialize(object) {
+        return Ok(typed);
+    }
     serde_path_to_error::deserialize(object).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
