@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings up a local control plane (etcd + kube-apiserver on 127.0.0.1, no kubelet), installs
-# raygate's CRDs with plain `kubectl apply`, applies KubeRay's ray-cluster.sample.yaml and
-# prints what was stored. Keeps running until Ctrl-C.
+# raygate's CRDs with plain `kubectl apply`, starts `raygate webhook` with a fresh self-signed
+# CA registered in the webhook configurations' caBundle, applies KubeRay's
+# ray-cluster.sample.yaml, and prints the stored (defaulted) object and a rejected invalid
+# example. Keeps running until Ctrl-C.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -15,7 +17,8 @@ export RAYGATE_CONTROLPLANE_BIN="$bin"
 work="$(mktemp -d)"
 "$repo/target/debug/raygate-controlplane" >"$work/controlplane.out" 2>&1 &
 cp_pid=$!
-trap 'kill "$cp_pid" 2>/dev/null; wait "$cp_pid" 2>/dev/null; rm -rf "$work"' EXIT
+webhook_pid=""
+trap 'kill $webhook_pid "$cp_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 trap 'exit 0' INT TERM
 
 for _ in $(seq 1 120); do
@@ -33,6 +36,19 @@ echo "== installing raygate's CRDs (plain kubectl apply)"
 kubectl wait --for=condition=Established --timeout=60s \
   crd/rayclusters.ray.io crd/rayjobs.ray.io crd/rayservices.ray.io
 
+echo "== starting raygate webhook on https://127.0.0.1:9443 (admin http://127.0.0.1:8081)"
+"$repo/target/debug/raygate" certs self-signed --dir "$work/certs" --ip 127.0.0.1 --dns localhost
+"$repo/target/debug/raygate" webhook --listen 127.0.0.1:9443 --admin-listen 127.0.0.1:8081 \
+  --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" >"$work/webhook.log" 2>&1 &
+webhook_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS http://127.0.0.1:8081/readyz >/dev/null 2>&1 && break
+  kill -0 "$webhook_pid" 2>/dev/null || { cat "$work/webhook.log" >&2; exit 1; }
+  sleep 0.1
+done
+"$repo/target/debug/raygate" webhook-config --url https://127.0.0.1:9443 \
+  --ca-bundle-file "$work/certs/ca.crt" | kubectl apply -f -
+
 sample="$repo/../shared/kuberay/samples/ray-cluster.sample.yaml"
 echo "== raygate check $sample"
 "$repo/target/debug/raygate" check "$sample" || true
@@ -41,9 +57,30 @@ kubectl apply -f "$sample"
 echo "== kubectl get raycluster raycluster-kuberay -o yaml"
 kubectl get raycluster raycluster-kuberay -o yaml
 
+echo "== an invalid RayCluster (minReplicas > maxReplicas) is rejected at apply time:"
+kubectl apply -f - <<'YAML' || true
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: broken
+spec:
+  headGroupSpec:
+    template:
+      spec:
+        containers: [{name: ray-head, image: rayproject/ray:2.46.0}]
+  workerGroupSpecs:
+  - groupName: cpu
+    minReplicas: 3
+    maxReplicas: 2
+    template:
+      spec:
+        containers: [{name: ray-worker, image: rayproject/ray:2.46.0}]
+YAML
+
 cat <<MSG
 
-The control plane is up (loopback only). In another terminal:
+The control plane and raygate's webhook are up (loopback only; webhook log: $work/webhook.log).
+In another terminal:
   $kubeconfig_line
   export PATH=$bin:\$PATH
   kubectl get rayclusters

@@ -7,4 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tests/controlplane/build.sh
 export RAYGATE_CONTROLPLANE_BIN="$PWD/target/controlplane/bin"
+# The end-to-end tests run `raygate webhook` as its own process.
+cargo build --bin raygate
+export RAYGATE_BIN="$PWD/target/debug/raygate"
 cargo test --workspace --all-targets "$@"

@@ -1,5 +1,6 @@
 //! The `raygate` command line: one module per subcommand.
 
+mod certs;
 mod check;
 mod crd;
 mod default;
@@ -23,6 +24,8 @@ pub struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions for RayCluster, RayJob and RayService.
     Crd(crd::CrdArgs),
+    /// Serving certificates for the webhook.
+    Certs(certs::CertsArgs),
     /// Run the admission pipeline offline on manifest files (exit 1 when anything is denied).
     Check(check::CheckArgs),
     /// Print Ray objects with every default filled in, as the cluster stores them.
@@ -37,6 +40,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         let result = match self.command {
             Command::Crd(args) => args.run(),
+            Command::Certs(args) => args.run(),
             Command::Check(args) => args.run(),
             Command::Default(args) => args.run(),
             Command::Webhook(args) => args.run(),

@@ -186,11 +186,14 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver in a fresh temp dir and waits for `/readyz`.
     pub fn start() -> Result<Self> {
         let bins = Binaries::locate()?;
+        sweep_leaked_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("raygate-controlplane-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .context("creating the control plane's temp dir")?;
         let root = dir.path().to_path_buf();
+        fs::write(root.join(OWNER_FILE), std::process::id().to_string())
+            .context("writing the owner pid file")?;
         let [etcd_port, etcd_peer_port, apiserver_port] = free_loopback_ports()?;
         let pki = write_pki(&root).context("generating certificates and keys")?;
         let kubeconfig = root.join("kubeconfig");
@@ -514,6 +517,7 @@ impl Drop for ControlPlane {
             self.keep_dir || std::thread::panicking() || std::env::var_os(KEEP_DIR_ENV).is_some();
         if keep && let Some(dir) = self.dir.take() {
             let path = dir.keep();
+            let _ = fs::write(path.join(KEPT_FILE), "kept for inspection\n");
             eprintln!(
                 "raygate-e2e: kept the control plane's dir {} (logs: etcd.log, kube-apiserver.log)",
                 path.display()
@@ -523,13 +527,13 @@ impl Drop for ControlPlane {
 }
 
 /// A child process started with `PR_SET_PDEATHSIG`, its output in a log file.
-struct Supervised {
+pub(crate) struct Supervised {
     name: &'static str,
     child: Child,
 }
 
 impl Supervised {
-    fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> Result<Self> {
+    pub(crate) fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> Result<Self> {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -565,7 +569,7 @@ impl Supervised {
         Ok(Supervised { name, child })
     }
 
-    fn exit_status(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
@@ -574,7 +578,7 @@ impl Supervised {
         let _ = self.child.wait();
     }
 
-    fn terminate(&mut self, grace: Duration) {
+    pub(crate) fn terminate(&mut self, grace: Duration) {
         if self.exit_status().is_some() {
             return;
         }
@@ -630,8 +634,39 @@ fn spawn_from_long_lived_thread(cmd: Command) -> Result<Child> {
     Ok(child)
 }
 
+const DIR_PREFIX: &str = "raygate-controlplane-";
+const OWNER_FILE: &str = "owner.pid";
+const KEPT_FILE: &str = "KEPT";
+
+/// Removes control-plane dirs whose owning process is gone and that were not kept on purpose:
+/// those of processes that were SIGKILLed, or that held a `ControlPlane` in a static (never dropped).
+fn sweep_leaked_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        if !is_ours || path.join(KEPT_FILE).exists() {
+            continue;
+        }
+        let owner = fs::read_to_string(path.join(OWNER_FILE))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        if let Some(pid) = owner
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            tracing::debug!(dir = %path.display(), pid, "removing a leaked control-plane dir");
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// Distinct free ports on 127.0.0.1 (all held open while choosing, so they differ).
-fn free_loopback_ports<const N: usize>() -> Result<[u16; N]> {
+pub(crate) fn free_loopback_ports<const N: usize>() -> Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
         .collect::<io::Result<Vec<_>>>()
@@ -644,7 +679,7 @@ fn free_loopback_ports<const N: usize>() -> Result<[u16; N]> {
 }
 
 /// A tiny HTTP/1.0 GET against 127.0.0.1 (etcd's plain-HTTP `/health`); returns the whole answer.
-fn http_get_loopback(port: u16, path: &str) -> Result<String> {
+pub(crate) fn http_get_loopback(port: u16, path: &str) -> Result<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;

@@ -1,5 +1,7 @@
 //! Test support: the local control plane (etcd + kube-apiserver) and helpers named for what a user sees.
 
 pub mod control_plane;
+pub mod webhook;
 
 pub use control_plane::{Binaries, ControlPlane, KubectlOutput};
+pub use webhook::Webhook;
