@@ -57,9 +57,10 @@ pub fn self_signed(
     let ca = ca_params.self_signed(&ca_key)?;
 
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, dns_names.first().map_or("raygate", String::as_str));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        dns_names.first().map_or("raygate", String::as_str),
+    );
     for name in dns_names {
         let name = name
             .clone()
