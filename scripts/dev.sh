@@ -58,24 +58,7 @@ echo "== kubectl get raycluster raycluster-kuberay -o yaml"
 kubectl get raycluster raycluster-kuberay -o yaml
 
 echo "== an invalid RayCluster (minReplicas > maxReplicas) is rejected at apply time:"
-kubectl apply -f - <<'YAML' || true
-apiVersion: ray.io/v1
-kind: RayCluster
-metadata:
-  name: broken
-spec:
-  headGroupSpec:
-    template:
-      spec:
-        containers: [{name: ray-head, image: rayproject/ray:2.46.0}]
-  workerGroupSpecs:
-  - groupName: cpu
-    minReplicas: 3
-    maxReplicas: 2
-    template:
-      spec:
-        containers: [{name: ray-worker, image: rayproject/ray:2.46.0}]
-YAML
+kubectl apply -f "$repo/tests/data/invalid-raycluster.yaml" || true
 
 cat <<MSG
 

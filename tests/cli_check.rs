@@ -41,28 +41,11 @@ fn samples() -> Vec<String> {
     files
 }
 
-const INVALID: &str = r#"
-apiVersion: ray.io/v1
-kind: RayCluster
-metadata:
-  name: broken
-spec:
-  headGroupSpec:
-    template:
-      spec:
-        containers: [{name: ray-head, image: rayproject/ray:2.46.0}]
-  workerGroupSpecs:
-  - groupName: cpu
-    minReplicas: 3
-    maxReplicas: 2
-    template:
-      spec:
-        containers: [{name: ray-worker, image: rayproject/ray:2.46.0}]
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: ignored}
-"#;
+/// An invalid RayCluster followed by a ConfigMap, which `check` must skip.
+fn invalid() -> String {
+    let cluster = include_str!("data/invalid-raycluster.yaml");
+    format!("{cluster}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ignored}}\n")
+}
 
 #[test]
 fn every_kuberay_sample_is_admitted() {
@@ -86,7 +69,7 @@ fn every_kuberay_sample_is_admitted() {
 
 #[test]
 fn an_invalid_cluster_is_denied_with_one_line_per_problem() {
-    let output = raygate(&["check", "-"], Some(INVALID));
+    let output = raygate(&["check", "-"], Some(&invalid()));
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     assert!(text.starts_with("-: RayCluster/broken denied:\n"), "{text}");
@@ -96,7 +79,7 @@ fn an_invalid_cluster_is_denied_with_one_line_per_problem() {
 
 #[test]
 fn json_output_lists_errors_warnings_and_the_patch() {
-    let output = raygate(&["check", "--output", "json", "-"], Some(INVALID));
+    let output = raygate(&["check", "--output", "json", "-"], Some(&invalid()));
     assert_eq!(output.status.code(), Some(1));
     let reports: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let report = &reports[0];
@@ -130,7 +113,7 @@ fn unreadable_input_exits_2_with_file_line_and_column() {
 
 #[test]
 fn default_prints_the_stored_form_and_passes_other_kinds_through() {
-    let valid = INVALID.replace("minReplicas: 3", "minReplicas: 1");
+    let valid = invalid().replace("minReplicas: 3", "minReplicas: 1");
     let output = raygate(&["default", "-"], Some(&valid));
     assert_eq!(output.status.code(), Some(0));
     let documents =

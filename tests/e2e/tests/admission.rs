@@ -72,24 +72,7 @@ fn sample(name: &str) -> String {
     .expect("KubeRay sample")
 }
 
-const INVALID: &str = r#"
-apiVersion: ray.io/v1
-kind: RayCluster
-metadata:
-  name: broken
-spec:
-  headGroupSpec:
-    template:
-      spec:
-        containers: [{name: ray-head, image: rayproject/ray:2.46.0}]
-  workerGroupSpecs:
-  - groupName: cpu
-    minReplicas: 3
-    maxReplicas: 2
-    template:
-      spec:
-        containers: [{name: ray-worker, image: rayproject/ray:2.46.0}]
-"#;
+const INVALID: &str = include_str!("../../data/invalid-raycluster.yaml");
 
 #[test]
 fn the_stored_sample_shows_raygates_defaults() {
