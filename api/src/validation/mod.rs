@@ -39,6 +39,7 @@ mod tls;
 mod topology;
 mod update;
 mod worker_groups;
+mod yaml_text;
 
 use crate::field_error::Validation;
 use crate::{RayCluster, RayJob, RayService};

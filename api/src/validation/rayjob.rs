@@ -4,10 +4,10 @@
 
 use super::cluster_spec::{self, ClusterScope, Owner};
 use super::ray_version::{self, MIN_JOB_METADATA};
+use super::yaml_text::{YamlMappingProblem, yaml_mapping_problem};
 use super::{deletion_strategy, metadata, pod_template, resources};
 use crate::field_error::Validation;
 use crate::labels::RAY_CLUSTER;
-use crate::manifest;
 use crate::rayjob::RayJob;
 
 const K8S_JOB_MODE: &str = "K8sJobMode";
@@ -242,19 +242,17 @@ fn check_metadata_version(v: &mut Validation, version: &str) {
 
 /// J22: KubeRay reads `runtimeEnvYAML` into a map before submitting.
 fn check_runtime_env(v: &mut Validation, text: &str) {
-    match manifest::parse_documents(text) {
-        Err(error) => v.error(
+    match yaml_mapping_problem(text) {
+        None => {}
+        Some(YamlMappingProblem::Unparsable(error)) => v.error(
             "spec.runtimeEnvYAML",
             format!("failed to unmarshal RuntimeEnvYAML: {error}"),
         ),
-        Ok(documents) => match documents.first() {
-            None | Some(serde_json::Value::Object(_)) => {}
-            Some(_) => v.error(
-                "spec.runtimeEnvYAML",
-                "failed to unmarshal RuntimeEnvYAML: it must be a YAML mapping of runtime \
+        Some(YamlMappingProblem::NotAMapping) => v.error(
+            "spec.runtimeEnvYAML",
+            "failed to unmarshal RuntimeEnvYAML: it must be a YAML mapping of runtime \
                  environment fields (e.g. `pip: [requests]`)",
-            ),
-        },
+        ),
     }
 }
 

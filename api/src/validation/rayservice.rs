@@ -3,9 +3,9 @@
 //! path (S4).
 
 use super::cluster_spec::{self, ClusterScope, Owner};
+use super::yaml_text::{YamlMappingProblem, yaml_mapping_problem};
 use super::{autoscaling, metadata};
 use crate::field_error::Validation;
-use crate::manifest;
 use crate::rayservice::RayService;
 
 const NEW_CLUSTER: &str = "NewCluster";
@@ -179,18 +179,16 @@ fn check_incremental_upgrade(v: &mut Validation, service: &RayService) {
 /// KubeRay reads `serveConfigV2` as a YAML mapping (`applications: [...]`) before sending it
 /// to Ray Serve; anything else fails at every reconcile.
 fn check_serve_config(v: &mut Validation, text: &str) {
-    match manifest::parse_documents(text) {
-        Err(error) => v.error(
+    match yaml_mapping_problem(text) {
+        None => {}
+        Some(YamlMappingProblem::Unparsable(error)) => v.error(
             "spec.serveConfigV2",
             format!("serveConfigV2 is not valid YAML: {error}"),
         ),
-        Ok(documents) => match documents.first() {
-            None | Some(serde_json::Value::Object(_)) => {}
-            Some(_) => v.error(
-                "spec.serveConfigV2",
-                "serveConfigV2 must be a YAML mapping of the Ray Serve config (e.g. \
+        Some(YamlMappingProblem::NotAMapping) => v.error(
+            "spec.serveConfigV2",
+            "serveConfigV2 must be a YAML mapping of the Ray Serve config (e.g. \
                  `applications: [...]`)",
-            ),
-        },
+        ),
     }
 }
