@@ -10,6 +10,7 @@ pub mod field_error;
 pub mod labels;
 pub mod manifest;
 pub mod quantity;
+mod ray_version;
 pub mod raycluster;
 pub mod rayjob;
 pub mod rayservice;

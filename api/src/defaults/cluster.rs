@@ -6,6 +6,7 @@ use super::ClusterOwner;
 use super::derived::Ledger;
 use super::json_edit::{child_object, set_if_absent, str_at};
 use super::pod::{GroupContext, Role, normalize_group};
+use crate::ray_version;
 
 /// Ray's GCS listens here unless `rayStartParams.port` says otherwise.
 pub const DEFAULT_GCS_PORT: i64 = 6379;
@@ -19,7 +20,7 @@ pub fn normalize(
     warnings: &mut Vec<String>,
 ) {
     let autoscaling = spec.get("enableInTreeAutoscaling") == Some(&Value::Bool(true));
-    let ray_version = str_at(spec, "rayVersion").and_then(parse_version);
+    let ray_version = str_at(spec, "rayVersion").and_then(|text| ray_version::parse(text).ok());
     let gcs_port = spec
         .get("headGroupSpec")
         .and_then(|head| head.pointer("/rayStartParams/port"))
@@ -30,7 +31,7 @@ pub fn normalize(
         owner,
         serves,
         autoscaling,
-        ray_version,
+        ray_version: ray_version.clone(),
         gcs_port,
         key,
     };
@@ -112,17 +113,6 @@ fn autoscaler_options(spec: &mut Map<String, Value>) {
             "requests": {"cpu": "500m", "memory": "512Mi"}
         }),
     );
-}
-
-/// `major.minor.patch` of a Ray version such as "2.46.0" (a missing part counts as 0).
-pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
-    let mut parts = text.trim().trim_start_matches('v').split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next().map_or(Some(0), |p| p.parse().ok())?;
-    let patch = parts.next().map_or(Some(0), |p| {
-        p.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-    })?;
-    Some((major, minor, patch))
 }
 
 /// A port given as a number or a numeric string (rayStartParams are strings).

@@ -11,6 +11,7 @@ use super::cluster::port_number;
 use super::derived::Ledger;
 use super::json_edit::{child_array, child_object, has_named, set_if_absent, str_at};
 use crate::quantity;
+use crate::ray_version::{MIN_HTTP_PROBES, RayVersion};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -24,7 +25,7 @@ pub struct GroupContext {
     /// The cluster serves Ray Serve traffic (a RayService, or a RayCluster with a serve Service).
     pub serves: bool,
     pub autoscaling: bool,
-    pub ray_version: Option<(u64, u64, u64)>,
+    pub ray_version: Option<RayVersion>,
     /// The head's GCS port, which workers need too (`RAY_PORT`).
     pub gcs_port: i64,
     /// Ledger key prefix of this group, e.g. `spec.workerGroupSpecs[groupName=gpu]`.
@@ -40,8 +41,6 @@ const METRICS_PORT: i64 = 8080;
 const DASHBOARD_PORT: i64 = 8265;
 const CLIENT_PORT: i64 = 10001;
 const SERVE_PORT: i64 = 8000;
-/// Ray >= 2.53 serves `/api/healthz` on the dashboard agent; older versions need `wget` probes.
-const HTTP_PROBES_SINCE: (u64, u64, u64) = (2, 53, 0);
 
 pub fn normalize_group(group: &mut Map<String, Value>, ctx: &GroupContext, ledger: &mut Ledger) {
     let limits = ray_container_resources(group, "limits");
@@ -276,7 +275,10 @@ fn probes(container: &mut Map<String, Value>, ctx: &GroupContext, params: &Map<S
         .unwrap_or(DASHBOARD_PORT);
     let timeout = if ctx.role == Role::Head { 5 } else { 2 };
     let serve_worker = ctx.owner == ClusterOwner::RayService && ctx.role == Role::Worker;
-    let http = ctx.ray_version.is_some_and(|v| v >= HTTP_PROBES_SINCE);
+    let http = ctx
+        .ray_version
+        .as_ref()
+        .is_some_and(|v| !v.less_than(MIN_HTTP_PROBES));
 
     let mut checks = vec![format!(
         "wget --tries 1 -T 2 -q -O- http://localhost:{agent_port}/api/local_raylet_healthz | grep success"

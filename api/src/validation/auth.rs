@@ -3,8 +3,8 @@
 //! reject service-account tokens altogether (J20, S3), checked by their own modules.
 
 use super::cluster_spec::{ClusterScope, Owner};
-use super::ray_version::{self, MIN_K8S_TOKEN_AUTH, MIN_TOKEN_AUTH};
 use crate::field_error::Validation;
+use crate::ray_version::{self, MIN_K8S_TOKEN_AUTH, MIN_TOKEN_AUTH};
 use crate::raycluster::AuthMode;
 
 pub(crate) fn check(v: &mut Validation, scope: &ClusterScope) {

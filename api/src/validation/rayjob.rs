@@ -3,11 +3,11 @@
 //! `spec.rayClusterSpec` gets every RayCluster spec rule under its own path (J21).
 
 use super::cluster_spec::{self, ClusterScope, Owner};
-use super::ray_version::{self, MIN_JOB_METADATA};
 use super::yaml_text::{YamlMappingProblem, yaml_mapping_problem};
 use super::{deletion_strategy, metadata, pod_template, resources};
 use crate::field_error::Validation;
 use crate::labels::RAY_CLUSTER;
+use crate::ray_version::{self, MIN_JOB_METADATA};
 use crate::rayjob::RayJob;
 
 const K8S_JOB_MODE: &str = "K8sJobMode";

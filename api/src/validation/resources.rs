@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, ResourceRequirement
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
 use super::field_path;
-use super::quantity::{self, Quantity};
 use crate::field_error::Validation;
+use crate::quantity::{self, Quantity};
 
 /// Every container and init container of a pod template under `template_path`.
 pub(crate) fn check_template(v: &mut Validation, template: &PodTemplateSpec, template_path: &str) {

@@ -19,10 +19,10 @@
 use super::cluster_spec::ClusterScope;
 use super::field_path;
 use super::pod_template::{self, Group};
-use super::quantity::{self, ONE_GIB};
-use super::ray_version::{self, RayVersion};
 use crate::field_error::Validation;
 use crate::labels::{RAY_CLUSTER, RAY_GROUP, RAY_IDENTIFIER, RAY_IS_RAY_NODE, RAY_NODE_TYPE};
+use crate::quantity::{self, ONE_GIB};
+use crate::ray_version::{self, RayVersion};
 
 /// Labels the controller sets on every Ray pod.
 const CONTROLLER_LABELS: [&str; 5] = [

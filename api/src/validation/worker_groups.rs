@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use super::autoscaling;
 use super::cluster_spec::ClusterScope;
 use super::pod_template::{self, worker_groups};
-use super::ray_version::{self, MIN_GROUP_PRIORITY};
 use crate::field_error::Validation;
+use crate::ray_version::{self, MIN_GROUP_PRIORITY};
 
 pub(crate) fn check(v: &mut Validation, scope: &ClusterScope) {
     let workers = scope.workers();

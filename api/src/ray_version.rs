@@ -62,6 +62,8 @@ const fn version(major: u64, minor: u64, patch: u64) -> RayVersionConst {
     RayVersionConst([major, minor, patch])
 }
 
+/// Ray serves `/api/healthz` on the dashboard agent from this version; older ones need exec probes.
+pub(crate) const MIN_HTTP_PROBES: RayVersionConst = version(2, 53, 0);
 /// Token authentication needs Ray 2.52.0.
 pub(crate) const MIN_TOKEN_AUTH: RayVersionConst = version(2, 52, 0);
 /// Kubernetes service-account token authentication needs Ray 2.55.0.
