@@ -1,0 +1,177 @@
+//! Benchmark (issue 5): what raygate's webhooks cost a real API server.
+//!
+//! Creates 200 RayClusters (KubeRay's ray-cluster.sample.yaml, renamed) through a local
+//! kube-apiserver without raygate's webhooks, then 200 more with them registered, and prints
+//! the p50/p99 end-to-end create latency of both runs and the API server's own
+//! `apiserver_admission_webhook_admission_duration_seconds` for each of raygate's webhooks.
+//! Target: the webhook's p99 as the API server sees it ≤ 5 ms. Loopback only.
+//!
+//! `tests/controlplane/build.sh && cargo build --release --bin raygate &&
+//!  RAYGATE_BIN=target/release/raygate cargo run --release -p raygate-e2e --bin admission-latency`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use raygate_api::crd::{ray_crds, to_yaml};
+use raygate_e2e::{ControlPlane, Webhook};
+use serde_json::Value;
+
+const CLUSTERS: usize = 200;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cp = ControlPlane::start_async().await?;
+    let crds = to_yaml(&ray_crds())?;
+    let applied = cp.kubectl(["apply", "-f", "-"], Some(&crds))?;
+    if !applied.success() {
+        bail!("installing the CRDs failed:\n{applied}");
+    }
+    let waited = cp.kubectl(
+        [
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/rayclusters.ray.io",
+        ],
+        None,
+    )?;
+    if !waited.success() {
+        bail!("the RayCluster CRD did not become established:\n{waited}");
+    }
+    let client = cp.client().await?;
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ray.io", "v1", "RayCluster"),
+        "rayclusters",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let sample_path = raygate_e2e::control_plane::workspace_root()
+        .join("../shared/kuberay/samples/ray-cluster.sample.yaml");
+    let text = std::fs::read_to_string(&sample_path)
+        .with_context(|| format!("reading {}", sample_path.display()))?;
+    let sample = raygate_api::manifest::parse_documents(&text)?
+        .into_iter()
+        .next()
+        .context("the sample has a document")?;
+
+    let without = create_all(&api, &sample, "plain").await?;
+    let webhook = Webhook::start(&cp)?;
+    // The API server picks up new webhook configurations within a second or so.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with = create_all(&api, &sample, "admitted").await?;
+    let stored = api.get("admitted-0").await?;
+    let normalized = stored
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("raygate.io/normalized"));
+    if normalized.is_none() {
+        bail!("the webhook did not normalize the created clusters");
+    }
+
+    let metrics = client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await
+        .context("reading the API server's /metrics")?;
+    println!("admission-latency: {CLUSTERS} RayCluster creates per run, sequential, one client");
+    report("create without raygate", &without);
+    report("create with raygate   ", &with);
+    let p50_delta = percentile(&with, 0.5) - percentile(&without, 0.5);
+    println!(
+        "  end-to-end p50 difference: {:.2} ms",
+        p50_delta.as_secs_f64() * 1000.0
+    );
+    for (name, kind) in [
+        ("mutate.raygate.io", "admit"),
+        ("validate.raygate.io", "validating"),
+    ] {
+        let buckets = histogram(&metrics, name, kind);
+        if buckets.is_empty() {
+            bail!("no apiserver_admission_webhook_admission_duration_seconds for {name}");
+        }
+        println!(
+            "  API server's view of {name}: p50 ≤ {} ms, p99 ≤ {} ms ({} calls)",
+            bucket_quantile(&buckets, 0.5) * 1000.0,
+            bucket_quantile(&buckets, 0.99) * 1000.0,
+            buckets.last().map_or(0.0, |b| b.1)
+        );
+    }
+    drop(webhook);
+    Ok(())
+}
+
+async fn create_all(
+    api: &Api<DynamicObject>,
+    sample: &Value,
+    prefix: &str,
+) -> Result<Vec<Duration>> {
+    let mut latencies = Vec::with_capacity(CLUSTERS);
+    for index in 0..CLUSTERS {
+        let mut object = sample.clone();
+        object["metadata"] = serde_json::json!({"name": format!("{prefix}-{index}")});
+        let object: DynamicObject = serde_json::from_value(object)?;
+        let start = Instant::now();
+        api.create(&PostParams::default(), &object)
+            .await
+            .with_context(|| format!("creating {prefix}-{index}"))?;
+        latencies.push(start.elapsed());
+    }
+    Ok(latencies)
+}
+
+fn percentile(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    sorted[((sorted.len() - 1) as f64 * q) as usize]
+}
+
+fn report(label: &str, samples: &[Duration]) {
+    println!(
+        "  {label}: p50 {:.2} ms, p99 {:.2} ms",
+        percentile(samples, 0.5).as_secs_f64() * 1000.0,
+        percentile(samples, 0.99).as_secs_f64() * 1000.0
+    );
+}
+
+/// Cumulative (upper bound, count) buckets of the webhook's admission duration histogram.
+fn histogram(metrics: &str, webhook: &str, kind: &str) -> Vec<(f64, f64)> {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in metrics.lines() {
+        if !line.starts_with("apiserver_admission_webhook_admission_duration_seconds_bucket{")
+            || !line.contains(&format!("name=\"{webhook}\""))
+            || !line.contains(&format!("type=\"{kind}\""))
+            || !line.contains("operation=\"CREATE\"")
+        {
+            continue;
+        }
+        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::NAN)
+        };
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0.0);
+        match buckets.iter_mut().find(|(b, _)| *b == bound) {
+            Some(bucket) => bucket.1 += count,
+            None => buckets.push((bound, count)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The smallest bucket bound holding at least the q-quantile of observations.
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= total * q)
+        .map_or(f64::NAN, |(bound, _)| *bound)
+}
