@@ -97,6 +97,26 @@ async fn main() -> Result<()> {
             buckets.last().map_or(0.0, |b| b.1)
         );
     }
+    // raygate's own view: time spent inside the handler, per verb.
+    let own = webhook.metrics()?;
+    for verb in ["mutate", "validate"] {
+        let total = |suffix: &str| -> f64 {
+            own.lines()
+                .filter(|l| {
+                    l.starts_with(&format!("raygate_admission_duration_seconds_{suffix}"))
+                        && l.contains(&format!("verb=\"{verb}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let (sum, count) = (total("sum"), total("count"));
+        if count > 0.0 {
+            println!(
+                "  raygate's own view of {verb}: mean {:.3} ms over {count} reviews",
+                sum / count * 1000.0
+            );
+        }
+    }
     drop(webhook);
     Ok(())
 }
