@@ -1,6 +1,8 @@
 //! What normalization writes into Ray objects, one case per default, and what it never does:
 //! overwrite a user's value, lose an unknown field, or change an already normalized object.
 
+mod kuberay_samples;
+
 use raygate_api::admission::mutate;
 use raygate_api::defaults::{NORMALIZED_VERSION, is_normalized, normalize};
 use raygate_api::manifest::parse_documents;
@@ -397,27 +399,14 @@ fn unknown_fields_survive_and_other_kinds_are_untouched() {
 
 #[test]
 fn every_kuberay_sample_normalizes_idempotently() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/kuberay/samples");
-    let mut count = 0;
-    for entry in std::fs::read_dir(dir).expect("samples") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("readable");
-        for mut document in parse_documents(&text).expect("YAML") {
-            if document["apiVersion"] != "ray.io/v1" {
-                continue;
-            }
-            apply_crd_defaults(&mut document);
-            let (once, _, _) = mutate(&document);
-            let (_, patch, _) = mutate(&once);
-            assert!(
-                patch.0.is_empty(),
-                "{}: second pass changed {patch:?}",
-                path.display()
-            );
-            count += 1;
-        }
+    let samples = kuberay_samples::ray_objects();
+    assert!(samples.len() >= 80, "only {} samples", samples.len());
+    for (file, mut document) in samples {
+        apply_crd_defaults(&mut document);
+        let (once, _, _) = mutate(&document);
+        let (_, patch, _) = mutate(&once);
+        assert!(patch.0.is_empty(), "{file}: second pass changed {patch:?}");
     }
-    assert!(count >= 80, "only {count} samples");
 }
 
 #[test]

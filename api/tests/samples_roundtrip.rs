@@ -1,40 +1,13 @@
 //! Every RayCluster, RayJob and RayService among KubeRay's samples deserializes into raygate's
 //! types, and serializing it back keeps every field the user wrote.
 
-use std::path::{Path, PathBuf};
+mod kuberay_samples;
+
+use kuberay_samples::sample_documents;
 
 use raygate_api::{RayCluster, RayJob, RayService};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-
-fn samples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/kuberay/samples")
-}
-
-/// Every YAML document of every sample file, with the file it came from.
-fn sample_documents() -> Vec<(String, Value)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(samples_dir())
-        .expect("KubeRay samples are at ../shared/kuberay/samples")
-        .map(|entry| entry.expect("readable directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    files.sort();
-    let mut documents = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("readable sample");
-        let name = file_name(&file);
-        let parsed = raygate_api::manifest::parse_documents(&text)
-            .unwrap_or_else(|e| panic!("{name}: not YAML: {e}"));
-        documents.extend(parsed.into_iter().map(|value| (name.clone(), value)));
-    }
-    documents
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
 
 /// Paths present in `original` but gone from `round_tripped`. A `null` in the original is
 /// not counted: the API server prunes it too.

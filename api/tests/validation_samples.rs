@@ -4,7 +4,9 @@
 //! The samples are read as written, without CRD defaults; the typed structs already default
 //! a missing `minReplicas`/`maxReplicas` to the CRD's 0 / 2147483647.
 
-use std::path::PathBuf;
+mod kuberay_samples;
+
+use kuberay_samples::sample_documents;
 
 use raygate_api::admission::admit;
 use raygate_api::schema_defaults::apply_crd_defaults;
@@ -14,33 +16,8 @@ use raygate_api::validation::{
 use raygate_api::{RayCluster, RayJob, RayService, Validation};
 use serde_json::Value;
 
-fn samples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/kuberay/samples")
-}
-
 /// Samples that are invalid under a rule, with the reason. Empty: every sample passes.
 const KNOWN_INVALID: &[(&str, &str)] = &[];
-
-fn sample_documents() -> Vec<(String, Value)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(samples_dir())
-        .expect("KubeRay samples are at ../shared/kuberay/samples")
-        .map(|entry| entry.expect("readable directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    files.sort();
-    let mut documents = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("readable sample");
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parsed = raygate_api::manifest::parse_documents(&text)
-            .unwrap_or_else(|e| panic!("{name}: not YAML: {e}"));
-        documents.extend(parsed.into_iter().map(|value| (name.clone(), value)));
-    }
-    documents
-}
 
 fn validate(kind: &str, document: &Value) -> Option<Validation> {
     let typed = |what: &str| -> ! { panic!("{what} does not parse") };

@@ -3,10 +3,8 @@
 //! runs without side effects, no drift on re-apply, UPDATE rules, and a webhook outage that
 //! fails closed for Ray objects only.
 
-use std::path::PathBuf;
-
-use raygate_api::crd::{ray_crds, to_yaml};
-use raygate_e2e::{ControlPlane, KubectlOutput, Webhook};
+use raygate_e2e::kuberay_samples::{ray_objects, sample_text};
+use raygate_e2e::{ControlPlane, KubectlOutput, Webhook, install_ray_crds};
 use serde_json::Value;
 
 struct Cluster {
@@ -16,20 +14,7 @@ struct Cluster {
 
 fn start() -> Cluster {
     let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
-    let crds = to_yaml(&ray_crds()).expect("CRDs serialize");
-    apply_ok(&cp, &crds);
-    kubectl_ok(
-        &cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/rayclusters.ray.io",
-            "crd/rayjobs.ray.io",
-            "crd/rayservices.ray.io",
-        ],
-        None,
-    );
+    install_ray_crds(&cp).expect("raygate's CRDs install");
     let webhook = Webhook::start(&cp).expect("start raygate webhook");
     Cluster { cp, webhook }
 }
@@ -64,12 +49,7 @@ fn get(cp: &ControlPlane, resource: &str) -> Value {
 }
 
 fn sample(name: &str) -> String {
-    std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/kuberay/samples")
-            .join(name),
-    )
-    .expect("KubeRay sample")
+    sample_text(name).expect("KubeRay sample")
 }
 
 const INVALID: &str = include_str!("../../data/invalid-raycluster.yaml");
@@ -106,47 +86,23 @@ fn the_stored_sample_shows_raygates_defaults() {
 #[test]
 fn every_kuberay_sample_is_admitted_and_normalized_through_the_api_server() {
     let cluster = start();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kuberay/samples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("samples")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let mut created = 0;
-    for (index, file) in files.iter().enumerate() {
-        let text = std::fs::read_to_string(file).expect("readable");
-        let ray_docs: Vec<Value> = raygate_api::manifest::parse_documents(&text)
-            .expect("YAML")
-            .into_iter()
-            .filter(|d| {
-                d["apiVersion"] == "ray.io/v1"
-                    && raygate_api::admission::RAY_KINDS.contains(&d["kind"].as_str().unwrap_or(""))
-            })
-            .collect();
-        if ray_docs.is_empty() {
-            continue;
-        }
+    let samples = ray_objects().expect("KubeRay samples");
+    assert!(samples.len() >= 80, "only {} Ray objects", samples.len());
+    for (index, (file, object)) in samples.iter().enumerate() {
+        // Each in its own namespace: samples reuse names.
         let namespace = format!("sample-{index}");
         kubectl_ok(&cluster.cp, &["create", "namespace", &namespace], None);
-        for doc in ray_docs {
-            let json = serde_json::to_string(&doc).expect("JSON");
-            let out = kubectl(
-                &cluster.cp,
-                &["create", "-n", &namespace, "-o", "json", "-f", "-"],
-                Some(&json),
-            );
-            assert!(out.success(), "{}: rejected:\n{out}", file.display());
-            let stored: Value = serde_json::from_str(&out.stdout).expect("JSON");
-            assert_eq!(
-                stored["metadata"]["annotations"]["raygate.io/normalized"],
-                "1",
-                "{}: not normalized",
-                file.display()
-            );
-            created += 1;
-        }
+        let json = serde_json::to_string(object).expect("JSON");
+        // `create`, not `apply`: some samples use generateName.
+        let args = ["create", "-n", &namespace, "-o", "json", "-f", "-"];
+        let out = kubectl(&cluster.cp, &args, Some(&json));
+        assert!(out.success(), "{file}: rejected:\n{out}");
+        let stored: Value = serde_json::from_str(&out.stdout).expect("JSON");
+        assert_eq!(
+            stored["metadata"]["annotations"]["raygate.io/normalized"], "1",
+            "{file}: not normalized"
+        );
     }
-    assert!(created >= 80, "only {created} Ray objects created");
 }
 
 #[test]

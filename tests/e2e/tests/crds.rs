@@ -2,10 +2,9 @@
 //! `kubectl get` shows KubeRay's columns, and every KubeRay sample is stored with the CRD's
 //! defaults — the compatibility promise, checked against the real thing.
 
-use std::path::PathBuf;
-
 use raygate_api::crd::{ray_crds, to_yaml};
-use raygate_e2e::ControlPlane;
+use raygate_e2e::kuberay_samples::{ray_objects, sample_text};
+use raygate_e2e::{ControlPlane, install_ray_crds};
 
 fn kubectl_ok(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> String {
     let out = cp.kubectl(args, stdin).expect("run kubectl");
@@ -14,47 +13,7 @@ fn kubectl_ok(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> String {
 }
 
 fn install_crds(cp: &ControlPlane) {
-    let yaml = to_yaml(&ray_crds()).expect("CRDs serialize");
-    // Plain client-side apply: the whole object goes into the last-applied annotation.
-    kubectl_ok(cp, &["apply", "-f", "-"], Some(&yaml));
-    kubectl_ok(
-        cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/rayclusters.ray.io",
-            "crd/rayjobs.ray.io",
-            "crd/rayservices.ray.io",
-        ],
-        None,
-    );
-}
-
-fn ray_samples() -> Vec<(String, String)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kuberay/samples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("KubeRay samples at {}: {e}", dir.display()))
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("readable sample");
-        for doc in raygate_api::manifest::parse_documents(&text).expect("YAML") {
-            let kind = doc["kind"].as_str().unwrap_or_default();
-            if doc["apiVersion"] == "ray.io/v1" && raygate_api::admission::RAY_KINDS.contains(&kind)
-            {
-                let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-                out.push((
-                    name.unwrap_or_default(),
-                    serde_json::to_string(&doc).expect("JSON"),
-                ));
-            }
-        }
-    }
-    out
+    install_ray_crds(cp).expect("raygate's CRDs install with plain kubectl apply");
 }
 
 #[test]
@@ -69,11 +28,7 @@ fn crds_install_with_plain_kubectl_apply_and_show_kuberay_columns() {
     );
     assert!(again.contains("unchanged"), "{again}");
 
-    let sample = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/kuberay/samples/ray-cluster.sample.yaml"),
-    )
-    .expect("sample");
+    let sample = sample_text("ray-cluster.sample.yaml").expect("sample");
     kubectl_ok(&cp, &["apply", "-f", "-"], Some(&sample));
     let table = kubectl_ok(&cp, &["get", "rayclusters"], None);
     let header = table.lines().next().unwrap_or_default();
@@ -104,19 +59,20 @@ fn crds_install_with_plain_kubectl_apply_and_show_kuberay_columns() {
 fn every_kuberay_sample_is_stored_with_the_crd_defaults() {
     let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
     install_crds(&cp);
-    let samples = ray_samples();
+    let samples = ray_objects().expect("KubeRay samples");
     assert!(
         samples.len() >= 80,
         "only {} Ray samples found",
         samples.len()
     );
-    for (index, (file, json)) in samples.iter().enumerate() {
+    for (index, (file, object)) in samples.iter().enumerate() {
+        let json = serde_json::to_string(object).expect("JSON");
         // Each in its own namespace: samples reuse names.
         let namespace = format!("sample-{index}");
         kubectl_ok(&cp, &["create", "namespace", &namespace], None);
         let out = cp
             // `create`, not `apply`: some samples use generateName.
-            .kubectl(["create", "-n", &namespace, "-f", "-"], Some(json))
+            .kubectl(["create", "-n", &namespace, "-f", "-"], Some(&json))
             .expect("kubectl runs");
         assert!(out.success(), "{file}: the API server rejected it:\n{out}");
     }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use raygate_api::crd::{ray_crds, to_yaml};
-use raygate_e2e::{ControlPlane, Webhook};
+use raygate_e2e::kuberay_samples::sample_text;
+use raygate_e2e::{ControlPlane, Webhook, install_ray_crds};
 use serde_json::Value;
 
 const CLUSTERS: usize = 200;
@@ -23,33 +23,14 @@ const CLUSTERS: usize = 200;
 #[tokio::main]
 async fn main() -> Result<()> {
     let cp = ControlPlane::start_async().await?;
-    let crds = to_yaml(&ray_crds())?;
-    let applied = cp.kubectl(["apply", "-f", "-"], Some(&crds))?;
-    if !applied.success() {
-        bail!("installing the CRDs failed:\n{applied}");
-    }
-    let waited = cp.kubectl(
-        [
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/rayclusters.ray.io",
-        ],
-        None,
-    )?;
-    if !waited.success() {
-        bail!("the RayCluster CRD did not become established:\n{waited}");
-    }
+    install_ray_crds(&cp)?;
     let client = cp.client().await?;
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("ray.io", "v1", "RayCluster"),
         "rayclusters",
     );
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
-    let sample_path = raygate_e2e::control_plane::workspace_root()
-        .join("../shared/kuberay/samples/ray-cluster.sample.yaml");
-    let text = std::fs::read_to_string(&sample_path)
-        .with_context(|| format!("reading {}", sample_path.display()))?;
+    let text = sample_text("ray-cluster.sample.yaml")?;
     let sample = raygate_api::manifest::parse_documents(&text)?
         .into_iter()
         .next()
