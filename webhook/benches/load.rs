@@ -1,0 +1,428 @@
+//! Load benchmark for the real `raygate webhook` TLS server (a separate process).
+//!
+//! `cargo bench -p raygate-webhook --bench load` (after `cargo build --release --bin raygate`;
+//! `RAYGATE_BIN` overrides the binary). Under `cargo test --all-targets` it does nothing.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::ServerName;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const CONNECTIONS: usize = 2;
+const IN_FLIGHT: usize = 64;
+const WARMUP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(10);
+const MAX_REQUESTS: u64 = 500_000;
+const HANDSHAKE_TASKS: usize = 8;
+const HANDSHAKE_DURATION: Duration = Duration::from_secs(5);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() {
+    // `cargo test --all-targets` runs benches without `--bench`: nothing to do then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+/// The webhook process, killed when dropped (also on panic).
+struct Webhook {
+    child: Child,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn binary() -> PathBuf {
+    let path = std::env::var_os("RAYGATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/raygate")
+        });
+    assert!(
+        path.is_file(),
+        "no raygate binary at {}: run `cargo build --release --bin raygate` first (or set RAYGATE_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// A ray.io object wrapped in an AdmissionReview v1 CREATE.
+fn review(object: &Value) -> Bytes {
+    let kind = object["kind"].as_str().unwrap_or("RayCluster");
+    let resource = format!("{}s", kind.to_lowercase());
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "bench-uid",
+            "kind": {"group": "ray.io", "version": "v1", "kind": kind},
+            "resource": {"group": "ray.io", "version": "v1", "resource": resource},
+            "requestKind": {"group": "ray.io", "version": "v1", "kind": kind},
+            "requestResource": {"group": "ray.io", "version": "v1", "resource": resource},
+            "name": object["metadata"]["name"],
+            "namespace": "default",
+            "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        }
+    });
+    Bytes::from(serde_json::to_vec(&review).expect("JSON"))
+}
+
+/// (`/mutate` body, `/validate` body) for KubeRay's complete RayCluster sample.
+fn bodies() -> (Bytes, Bytes) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/kuberay/samples/ray-cluster.complete.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut documents = raygate_api::manifest::parse_documents(&text)
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    assert!(!documents.is_empty(), "{} is empty", path.display());
+    let mut object = documents.swap_remove(0);
+    object["metadata"]["namespace"] = json!("default");
+    raygate_api::schema_defaults::apply_crd_defaults(&mut object);
+    let normalized = raygate_api::admission::mutate(&object).0;
+    (review(&object), review(&normalized))
+}
+
+#[derive(Deserialize)]
+struct ReviewReply {
+    response: ReplyResponse,
+}
+
+#[derive(Deserialize)]
+struct ReplyResponse {
+    allowed: bool,
+}
+
+fn post(path: &'static str, body: Bytes) -> Request<Full<Bytes>> {
+    Request::post(format!("https://127.0.0.1{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .expect("request")
+}
+
+/// One review; Ok only for a 200 with `response.allowed == true`.
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    path: &'static str,
+    body: Bytes,
+) -> Result<(), BoxError> {
+    let response = sender.send_request(post(path, body)).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    if status != 200 {
+        return Err(format!("{path}: status {status}").into());
+    }
+    let reply: ReviewReply = serde_json::from_slice(&bytes)?;
+    if !reply.response.allowed {
+        return Err(format!("{path}: not allowed: {}", String::from_utf8_lossy(&bytes)).into());
+    }
+    Ok(())
+}
+
+fn connector(ca: &CertifiedIssuer<'static, KeyPair>) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("CA into the root store");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    // Every new connection is a full handshake.
+    config.resumption = rustls::client::Resumption::disabled();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn h2_connect(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = connector
+        .connect(ServerName::try_from("127.0.0.1")?, tcp)
+        .await?;
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+        return Err("ALPN did not negotiate h2".into());
+    }
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// True once `GET /readyz` on the admin port answers 200.
+async fn ready(admin: SocketAddr) -> bool {
+    let Ok(mut tcp) = TcpStream::connect(admin).await else {
+        return false;
+    };
+    let request = b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if tcp.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let _ = tcp.read_to_end(&mut reply).await;
+    reply.starts_with(b"HTTP/1.1 200")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    ms(sorted[index])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `VmHWM` and `VmRSS` of a process, in MB.
+fn memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(f64::NAN)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+async fn run() {
+    let binary = binary();
+    let (mutate_body, validate_body) = bodies();
+
+    // A CA and a serving certificate for 127.0.0.1.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf certificate");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert_path = dir.path().join("tls.crt");
+    let key_path = dir.path().join("tls.key");
+    std::fs::write(&cert_path, leaf.pem()).expect("write cert");
+    std::fs::write(&key_path, leaf_key.serialize_pem()).expect("write key");
+    let connector = connector(&ca);
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+
+    // Ready time: spawn to the first 200 on /readyz.
+    let spawned = Instant::now();
+    let child = Command::new(&binary)
+        .arg("webhook")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--admin-listen")
+        .arg(admin.to_string())
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", binary.display()));
+    let mut webhook = Webhook { child };
+    let pid = webhook.child.id();
+    loop {
+        if ready(admin).await {
+            break;
+        }
+        if let Ok(Some(status)) = webhook.child.try_wait() {
+            panic!("the webhook exited before it was ready: {status}");
+        }
+        assert!(
+            spawned.elapsed() < Duration::from_secs(30),
+            "the webhook was not ready within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ready_ms = ms(spawned.elapsed());
+    println!("binary: {}", binary.display());
+    println!("ready: {ready_ms:.1} ms (target <= 100 ms)");
+
+    // Sustained load: CONNECTIONS h2 connections, IN_FLIGHT concurrent requests.
+    let mut senders = Vec::new();
+    for _ in 0..CONNECTIONS {
+        senders.push(h2_connect(&connector, addr).await.expect("h2 connection"));
+    }
+    let started = Instant::now();
+    let measure_from = started + WARMUP;
+    let measure_until = measure_from + MEASURE;
+    let measured = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..IN_FLIGHT {
+        let mut sender = senders[task % CONNECTIONS].clone();
+        let (mutate_body, validate_body) = (mutate_body.clone(), validate_body.clone());
+        let measured = measured.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0u64;
+            let mut last = measure_from;
+            for i in task.. {
+                let (path, body) = if i % 2 == 0 {
+                    ("/mutate", mutate_body.clone())
+                } else {
+                    ("/validate", validate_body.clone())
+                };
+                let begun = Instant::now();
+                if begun >= measure_until {
+                    break;
+                }
+                let counted = begun >= measure_from;
+                if counted && measured.fetch_add(1, Ordering::Relaxed) >= MAX_REQUESTS {
+                    break;
+                }
+                let outcome = send(&mut sender, path, body).await;
+                let done = Instant::now();
+                if counted {
+                    latencies.push(done - begun);
+                    last = last.max(done);
+                    if let Err(error) = outcome {
+                        if failures == 0 {
+                            eprintln!("failure: {error}");
+                        }
+                        failures += 1;
+                    }
+                }
+            }
+            (latencies, failures, last)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = 0u64;
+    let mut last = measure_from;
+    for task in tasks {
+        let (l, f, t) = task.await.expect("load task");
+        latencies.extend(l);
+        failures += f;
+        last = last.max(t);
+    }
+    drop(senders);
+    latencies.sort_unstable();
+    let elapsed = (last - measure_from).as_secs_f64();
+    let rate = latencies.len() as f64 / elapsed;
+    let (p50, p90, p99) = (
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+    );
+    let max = latencies.last().copied().map(ms).unwrap_or(f64::NAN);
+    println!(
+        "load: {CONNECTIONS} h2 connections, {IN_FLIGHT} in flight, /mutate + /validate of ray-cluster.complete.yaml"
+    );
+    println!(
+        "  {} reviews in {elapsed:.2} s: {rate:.0} reviews/s (target >= 15000)",
+        latencies.len()
+    );
+    println!("  latency ms: p50 {p50:.2}, p90 {p90:.2}, p99 {p99:.2} (target <= 5), max {max:.2}");
+    println!("  failures: {failures}");
+
+    let (hwm, rss) = memory(pid);
+    println!("webhook memory: VmHWM {hwm:.1} MB, VmRSS {rss:.1} MB (target <= 40 MB)");
+
+    // Full TLS handshakes: a new connection per review.
+    let handshake_until = Instant::now() + HANDSHAKE_DURATION;
+    let handshake_start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..HANDSHAKE_TASKS {
+        let connector = connector.clone();
+        let body = validate_body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0u64;
+            while Instant::now() < handshake_until {
+                let begun = Instant::now();
+                let outcome = async {
+                    let mut sender = h2_connect(&connector, addr).await?;
+                    send(&mut sender, "/validate", body.clone()).await
+                }
+                .await;
+                latencies.push(begun.elapsed());
+                if let Err(error) = outcome {
+                    if failures == 0 {
+                        eprintln!("handshake failure: {error}");
+                    }
+                    failures += 1;
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut connects = Vec::new();
+    let mut connect_failures = 0u64;
+    for task in tasks {
+        let (l, f) = task.await.expect("handshake task");
+        connects.extend(l);
+        connect_failures += f;
+    }
+    let connect_elapsed = handshake_start.elapsed().as_secs_f64();
+    connects.sort_unstable();
+    let connect_rate = connects.len() as f64 / connect_elapsed;
+    let connect_p99 = percentile(&connects, 0.99);
+    println!(
+        "tls handshakes: {HANDSHAKE_TASKS} tasks, new TCP+TLS+h2 connection and one /validate each"
+    );
+    println!(
+        "  {} connections in {connect_elapsed:.2} s: {connect_rate:.0} connections/s, p99 {connect_p99:.2} ms, failures {connect_failures}",
+        connects.len()
+    );
+
+    println!(
+        "summary: ready {ready_ms:.1} ms (<=100) | {rate:.0} reviews/s (>=15000) | p99 {p99:.2} ms (<=5) | VmHWM {hwm:.1} MB (<=40) | failures {failures} | {connect_rate:.0} TLS conn/s p99 {connect_p99:.2} ms"
+    );
+    drop(webhook);
+}
