@@ -35,7 +35,7 @@ impl AdmissionVerdict {
 pub fn mutate(object: &Value) -> (Value, Patch, Vec<String>) {
     let mut normalized = object.clone();
     let warnings = normalize(&mut normalized);
-    let patch = json_patch::diff(object, &normalized);
+    let patch = crate::json_diff::diff(object, &normalized);
     (normalized, patch, warnings)
 }
 

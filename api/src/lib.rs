@@ -7,6 +7,7 @@ pub mod admission;
 pub mod crd;
 pub mod defaults;
 pub mod field_error;
+pub mod json_diff;
 pub mod labels;
 pub mod manifest;
 pub mod quantity;

@@ -156,3 +156,25 @@ proptest! {
         let _ = admit(&spec, None);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The webhook's patch, applied by the API server to the object it sent, gives exactly the
+    /// normalized object, whatever the two documents are.
+    #[test]
+    fn patch_turns_the_received_object_into_the_normalized_one(before in arbitrary_json(), after in arbitrary_json()) {
+        let patch = raygate_api::json_diff::diff(&before, &after);
+        let mut applied = before.clone();
+        prop_assert!(json_patch::patch(&mut applied, &patch).is_ok(), "patch {:?} does not apply", patch);
+        prop_assert_eq!(applied, after);
+    }
+
+    #[test]
+    fn mutation_patch_applies_to_the_received_object(object in ray_object()) {
+        let (normalized, patch, _) = mutate(&object);
+        let mut applied = object.clone();
+        prop_assert!(json_patch::patch(&mut applied, &patch).is_ok());
+        prop_assert_eq!(applied, normalized);
+    }
+}
