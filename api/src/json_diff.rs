@@ -4,8 +4,8 @@
 //! the pointer of a location is only rendered when an operation is emitted there. Normalization
 //! leaves most of an object untouched, so most of the walk is comparison without allocation.
 
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 
 /// One step from the root to the location being compared.
