@@ -136,7 +136,7 @@ fn default_prints_the_stored_form_and_passes_other_kinds_through() {
 }
 
 #[test]
-fn crd_prints_three_crds() {
+fn crd_prints_the_ray_crds_and_raypolicy() {
     let output = raygate(&["crd"], None);
     assert_eq!(output.status.code(), Some(0));
     let documents = raygate_api::manifest::parse_documents(&stdout(&output)).expect("YAML");
@@ -146,6 +146,11 @@ fn crd_prints_three_crds() {
         .collect();
     assert_eq!(
         names,
-        ["rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"]
+        [
+            "rayclusters.ray.io",
+            "rayjobs.ray.io",
+            "rayservices.ray.io",
+            "raypolicies.raygate.io"
+        ]
     );
 }

@@ -5,8 +5,11 @@ use json_patch::Patch;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use crate::defaults::normalize;
 use crate::field_error::{FieldError, Validation};
+use crate::policy::{PolicySet, Violation};
 use crate::validation::{validate_raycluster, validate_rayjob, validate_rayservice};
 use crate::{RayCluster, RayJob, RayService};
 
@@ -20,13 +23,26 @@ pub struct AdmissionVerdict {
     pub patch: Patch,
     /// The object after normalization.
     pub normalized: Value,
+    /// Validation errors, then one per `Deny` policy violation.
     pub errors: Vec<FieldError>,
+    /// Defaulting and validation warnings, then one per `Warn` policy violation.
     pub warnings: Vec<String>,
+    /// Every policy violation, whatever its action (`Audit` ones appear only here).
+    pub violations: Vec<Violation>,
 }
 
 impl AdmissionVerdict {
     pub fn allowed(&self) -> bool {
         self.errors.is_empty()
+    }
+
+    /// `Audit` violations as AdmissionResponse `auditAnnotations`.
+    pub fn audit_annotations(&self) -> BTreeMap<String, String> {
+        crate::policy::PolicyEvaluation {
+            matched: Vec::new(),
+            violations: self.violations.clone(),
+        }
+        .audit_annotations()
     }
 }
 
@@ -72,6 +88,51 @@ pub fn admit(object: &Value, old: Option<&Value>) -> AdmissionVerdict {
         normalized,
         errors: validation.errors,
         warnings,
+        violations: Vec::new(),
+    }
+}
+
+/// Mutation with policies: what matching policies inject is added to the object as received,
+/// then defaults fill the rest (an injected value is the user's as far as defaults go). The
+/// patch goes from the object as received to the result.
+pub fn mutate_with_policies(
+    object: &Value,
+    policies: &PolicySet,
+    namespace: &str,
+    namespace_labels: &BTreeMap<String, String>,
+) -> (Value, Patch, Vec<String>) {
+    let mut normalized = object.clone();
+    policies.inject(&mut normalized, namespace, namespace_labels);
+    let warnings = normalize(&mut normalized);
+    let patch = json_patch::diff(object, &normalized);
+    (normalized, patch, warnings)
+}
+
+/// The full pipeline with policies, as the webhook's two calls give it: inject and normalize,
+/// then validate and evaluate the policies on what mutation produced. Any `Deny` violation
+/// denies; `Warn` ones become warnings prefixed with the policy's name; `Audit` ones are only
+/// recorded (see [`AdmissionVerdict::audit_annotations`]).
+pub fn admit_with_policies(
+    object: &Value,
+    old: Option<&Value>,
+    policies: &PolicySet,
+    namespace: &str,
+    namespace_labels: &BTreeMap<String, String>,
+) -> AdmissionVerdict {
+    let (normalized, patch, mut warnings) =
+        mutate_with_policies(object, policies, namespace, namespace_labels);
+    let validation = validate(&normalized, old);
+    warnings.extend(validation.warnings);
+    let mut errors = validation.errors;
+    let evaluation = policies.evaluate(&normalized, namespace, namespace_labels);
+    errors.extend(evaluation.errors());
+    warnings.extend(evaluation.warnings());
+    AdmissionVerdict {
+        patch,
+        normalized,
+        errors,
+        warnings,
+        violations: evaluation.violations,
     }
 }
 

@@ -23,6 +23,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::manifest::{self, ManifestError};
+use crate::policy::RayPolicy;
 use crate::{RayCluster, RayJob, RayService};
 
 /// Fields whose schema is an embedded Kubernetes object (PodTemplateSpec or Service).
@@ -93,14 +94,30 @@ fn upstream_markers() -> Vec<(&'static [&'static str], &'static str, Value)> {
 
 /// The CRDs for RayCluster, RayJob and RayService, in that order.
 pub fn ray_crds() -> Vec<CustomResourceDefinition> {
-    let upstream = Upstream {
-        descriptions: upstream_descriptions(),
-        markers: upstream_markers(),
-    };
+    let upstream = upstream();
     [RayCluster::crd(), RayJob::crd(), RayService::crd()]
         .into_iter()
         .map(|crd| compact(crd, &upstream))
         .collect()
+}
+
+/// The CRD for RayPolicy (`raygate.io/v1alpha1`, cluster-scoped).
+pub fn policy_crd() -> CustomResourceDefinition {
+    compact(RayPolicy::crd(), &upstream())
+}
+
+/// Every CRD raygate installs: the Ray kinds, then RayPolicy.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    let mut crds = ray_crds();
+    crds.push(policy_crd());
+    crds
+}
+
+fn upstream() -> Upstream {
+    Upstream {
+        descriptions: upstream_descriptions(),
+        markers: upstream_markers(),
+    }
 }
 
 /// Every description text of the Kubernetes types our kinds embed. Pod templates and Services
@@ -195,6 +212,12 @@ fn compact_schema(schema: &mut Value, path: &mut Vec<String>, upstream: &Upstrea
         return;
     };
     object.remove("nullable");
+    // RayPolicy's types refuse unknown fields when read from files (`deny_unknown_fields`);
+    // a structural schema may not close an object that way. The API server's strict field
+    // validation (kubectl's default) refuses unknown fields of a RayPolicy instead.
+    if object.get("additionalProperties") == Some(&Value::Bool(false)) {
+        object.remove("additionalProperties");
+    }
     if object
         .get("description")
         .and_then(Value::as_str)

@@ -10,6 +10,7 @@ pub mod field_error;
 pub mod json_diff;
 pub mod labels;
 pub mod manifest;
+pub mod policy;
 pub mod quantity;
 mod ray_version;
 pub mod raycluster;

@@ -18,6 +18,15 @@ impl Quantity {
     pub fn as_f64(self) -> f64 {
         self.nanos as f64 / 1e9
     }
+
+    /// The value in nano-units, for sums (policy limits add up a whole cluster).
+    pub fn nanos(self) -> i128 {
+        self.nanos
+    }
+
+    pub fn from_nanos(nanos: i128) -> Self {
+        Self { nanos }
+    }
 }
 
 /// The grammar's error, as the API server words it.

@@ -21,6 +21,11 @@ impl RayVersion {
         self.compare(&other.0) == Ordering::Less
     }
 
+    /// Orders two versions numerically, missing components counting as 0.
+    pub(crate) fn cmp_version(&self, other: &RayVersion) -> Ordering {
+        self.compare(&other.components)
+    }
+
     fn compare(&self, other: &[u64]) -> Ordering {
         let len = self.components.len().max(other.len());
         for index in 0..len {

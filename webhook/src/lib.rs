@@ -11,6 +11,9 @@
 
 pub mod certificate;
 pub mod metrics;
+pub mod policy_files;
+pub mod policy_state;
+pub mod policy_watch;
 pub mod review;
 pub mod routes;
 pub mod server;
@@ -21,6 +24,7 @@ use std::net::SocketAddr;
 
 pub use certificate::{CertificateError, CertificatePaths, CertificateResolver};
 pub use metrics::Metrics;
+pub use policy_state::PolicyState;
 pub use routes::{AdmissionState, admission_router};
 pub use server::{Server, ServerConfig, shutdown_signal};
 pub use verdict::{Endpoint, Outcome, Verdict, decide};

@@ -162,6 +162,9 @@ pub struct ReviewResponse {
     pub patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Recorded in the API server's audit log, each key prefixed with the webhook's name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub audit_annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl ReviewResponse {

@@ -19,8 +19,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::{Instrument, field};
 
 use crate::metrics::Metrics;
+use crate::policy_state::PolicyState;
 use crate::review::{self, DecodeError, ReviewRequest};
-use crate::verdict::{Endpoint, decide};
+use crate::verdict::{Endpoint, decide_with_policies};
 
 /// The API server's own limit for a request body is 3 MiB; an AdmissionReview carries the
 /// object (and the old one), so it fits in the same.
@@ -33,6 +34,8 @@ pub struct AdmissionState {
     pub body_limit: usize,
     /// How long a client may take to send the body once the headers are in.
     pub body_read_timeout: Duration,
+    /// The RayPolicies in force and the namespace labels they select on.
+    pub policies: Arc<PolicyState>,
 }
 
 impl AdmissionState {
@@ -41,6 +44,7 @@ impl AdmissionState {
             metrics,
             body_limit: DEFAULT_BODY_LIMIT,
             body_read_timeout: Duration::from_secs(10),
+            policies: Arc::new(PolicyState::default()),
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// True once the TLS listener is bound (and false again while shutting down).
     pub ready: Arc<AtomicBool>,
+    /// Ready also needs the policy watches synced: admitting before them would skip policies.
+    pub policies: Arc<PolicyState>,
 }
 
 /// `GET /healthz`, `GET /readyz`, `GET /metrics`.
@@ -213,8 +219,14 @@ async fn answer(state: &AdmissionState, endpoint: Endpoint, request: ReviewReque
     );
     async {
         let started = Instant::now();
-        let verdict = decide(endpoint, &request);
+        let policies = state.policies.current();
+        let namespace_labels = match request.namespace.as_deref() {
+            Some(namespace) if !policies.is_empty() => state.policies.namespace_labels(namespace),
+            _ => Default::default(),
+        };
+        let verdict = decide_with_policies(endpoint, &request, &policies, &namespace_labels);
         let elapsed = started.elapsed().as_secs_f64();
+        state.metrics.observe_policy_violations(&verdict.violations);
         tracing::Span::current().record("allowed", verdict.allowed());
         state.metrics.observe_review(
             &request.kind.kind,
@@ -229,6 +241,7 @@ async fn answer(state: &AdmissionState, endpoint: Endpoint, request: ReviewReque
             skipped = verdict.skipped,
             patched = verdict.patch_json.is_some(),
             warnings = verdict.warnings.len(),
+            policy_violations = verdict.violations.len(),
             denial = verdict.status.as_ref().map(|s| s.message.as_str()),
             "admission review answered"
         );
@@ -257,13 +270,18 @@ async fn not_found(request: Request<Body>) -> RequestError {
 }
 
 async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ok\n")
-    } else {
+    if !state.ready.load(Ordering::Acquire) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the TLS listener is not serving\n",
         )
+    } else if !state.policies.is_synced() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the RayPolicy and Namespace watches have not synced\n",
+        )
+    } else {
+        (StatusCode::OK, "ok\n")
     }
 }
 

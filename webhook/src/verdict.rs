@@ -5,12 +5,14 @@
 //! they run (which operations, which kinds, status-only updates, deletions) and turns their
 //! findings into the response shape `kubectl` prints for built-in types.
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use kube::core::admission::Operation;
 use kube::core::response::{Status, StatusCause, StatusDetails};
 use raygate_api::FieldError;
-use raygate_api::admission::{RAY_KINDS, mutate, validate};
+use raygate_api::admission::{RAY_KINDS, mutate_with_policies, validate};
+use raygate_api::policy::{POLICY_KIND, PolicySet, Violation, validate_policy};
 use serde_json::Value;
 
 use crate::review::{ReviewRequest, ReviewResponse};
@@ -19,6 +21,9 @@ use crate::review::{ReviewRequest, ReviewResponse};
 pub const RAY_GROUP: &str = "ray.io";
 /// The version raygate serves; with `matchPolicy: Equivalent` the API server converts others.
 pub const RAY_VERSION: &str = "v1";
+/// The group and version of raygate's own RayPolicy.
+pub const POLICY_GROUP: &str = "raygate.io";
+pub const POLICY_VERSION: &str = "v1alpha1";
 
 /// Which webhook is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +71,10 @@ pub struct Verdict {
     /// The JSON patch (serialized) to apply; `None` when there is nothing to change.
     pub patch_json: Option<Vec<u8>>,
     pub warnings: Vec<String>,
+    /// RayPolicy findings (validation only), whatever their action.
+    pub violations: Vec<Violation>,
+    /// `Audit` findings, for the API server's audit log.
+    pub audit_annotations: BTreeMap<String, String>,
 }
 
 impl Verdict {
@@ -76,6 +85,8 @@ impl Verdict {
             status: None,
             patch_json: None,
             warnings: Vec::new(),
+            violations: Vec::new(),
+            audit_annotations: BTreeMap::new(),
         }
     }
 
@@ -105,6 +116,7 @@ impl Verdict {
             allowed: self.allowed(),
             status: self.status,
             warnings: self.warnings,
+            audit_annotations: self.audit_annotations,
             ..ReviewResponse::default()
         };
         match &self.patch_json {
@@ -114,8 +126,19 @@ impl Verdict {
     }
 }
 
-/// Decides one review.
+/// Decides one review with no RayPolicies in force.
 pub fn decide(endpoint: Endpoint, request: &ReviewRequest) -> Verdict {
+    decide_with_policies(endpoint, request, &PolicySet::default(), &BTreeMap::new())
+}
+
+/// Decides one review. `namespace_labels` are the labels of the request's namespace, for the
+/// policies' namespaceSelectors.
+pub fn decide_with_policies(
+    endpoint: Endpoint,
+    request: &ReviewRequest,
+    policies: &PolicySet,
+    namespace_labels: &BTreeMap<String, String>,
+) -> Verdict {
     // Deletions are never checked, so finalizers can always be removed and a broken rule can
     // never make an object undeletable. CONNECT carries no object to check.
     match request.operation {
@@ -131,8 +154,9 @@ pub fn decide(endpoint: Endpoint, request: &ReviewRequest) -> Verdict {
             &kind.group
         };
         let message = format!(
-            "raygate does not serve kind {} ({group}/{}); it admits {RAY_GROUP}/{RAY_VERSION} {}: \
-             check the rules of the webhook configuration",
+            "raygate does not serve kind {} ({group}/{}); it admits {RAY_GROUP}/{RAY_VERSION} {} \
+             and {POLICY_GROUP}/{POLICY_VERSION} {POLICY_KIND}: check the rules of the webhook \
+             configuration",
             kind.kind,
             kind.version,
             RAY_KINDS.join(", "),
@@ -169,21 +193,70 @@ pub fn decide(endpoint: Endpoint, request: &ReviewRequest) -> Verdict {
             return Verdict::skip("the update changes only status or bookkeeping metadata");
         }
     }
-    match endpoint {
-        Endpoint::Mutate => decide_mutation(request, object),
-        Endpoint::Validate => decide_validation(request, object),
+    if is_policy(request) {
+        return match endpoint {
+            // A RayPolicy has no defaults to write.
+            Endpoint::Mutate => Verdict::allow(),
+            Endpoint::Validate => decide_policy(request, object),
+        };
     }
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    let policies = Policies {
+        set: policies,
+        namespace,
+        labels: namespace_labels,
+    };
+    match endpoint {
+        Endpoint::Mutate => decide_mutation(request, object, &policies),
+        Endpoint::Validate => decide_validation(request, object, &policies),
+    }
+}
+
+/// The policies in force and where the request's object lives.
+struct Policies<'a> {
+    set: &'a PolicySet,
+    namespace: &'a str,
+    labels: &'a BTreeMap<String, String>,
 }
 
 fn serves(request: &ReviewRequest) -> bool {
     let kind = &request.kind;
-    kind.group == RAY_GROUP
+    (kind.group == RAY_GROUP
         && kind.version == RAY_VERSION
-        && RAY_KINDS.contains(&kind.kind.as_str())
+        && RAY_KINDS.contains(&kind.kind.as_str()))
+        || is_policy(request)
 }
 
-fn decide_mutation(request: &ReviewRequest, object: &Value) -> Verdict {
-    let (_, patch, warnings) = match catch_unwind(AssertUnwindSafe(|| mutate(object))) {
+fn is_policy(request: &ReviewRequest) -> bool {
+    let kind = &request.kind;
+    kind.group == POLICY_GROUP && kind.version == POLICY_VERSION && kind.kind == POLICY_KIND
+}
+
+/// A RayPolicy is checked exactly as the webhook's watch will load it, so an admitted policy
+/// is always enforced whole.
+fn decide_policy(request: &ReviewRequest, object: &Value) -> Verdict {
+    let validation = match catch_unwind(AssertUnwindSafe(|| validate_policy(object))) {
+        Ok(validation) => validation,
+        Err(panic) => return internal_error(request, "policy validation", &panic_message(&panic)),
+    };
+    if validation.errors.is_empty() {
+        return Verdict::allow();
+    }
+    let status = invalid_status_in(
+        POLICY_GROUP,
+        &request.kind.kind,
+        request.object_name(),
+        &validation.errors,
+        object,
+    );
+    Verdict::refuse(Outcome::Denied, status)
+}
+
+fn decide_mutation(request: &ReviewRequest, object: &Value, policies: &Policies<'_>) -> Verdict {
+    let mutated = catch_unwind(AssertUnwindSafe(|| {
+        mutate_with_policies(object, policies.set, policies.namespace, policies.labels)
+    }));
+    let (_, patch, warnings) = match mutated {
         Ok(mutated) => mutated,
         Err(panic) => return internal_error(request, "defaulting", &panic_message(&panic)),
     };
@@ -204,15 +277,26 @@ fn decide_mutation(request: &ReviewRequest, object: &Value) -> Verdict {
     }
 }
 
-fn decide_validation(request: &ReviewRequest, object: &Value) -> Verdict {
+fn decide_validation(request: &ReviewRequest, object: &Value, policies: &Policies<'_>) -> Verdict {
     let old = match request.operation {
         Operation::Update => request.old_object.as_ref().filter(|o| o.is_object()),
         _ => None,
     };
-    let validation = match catch_unwind(AssertUnwindSafe(|| validate(object, old))) {
-        Ok(validation) => validation,
+    let decided = catch_unwind(AssertUnwindSafe(|| {
+        let mut validation = validate(object, old);
+        let evaluation = policies
+            .set
+            .evaluate(object, policies.namespace, policies.labels);
+        validation.errors.extend(evaluation.errors());
+        validation.warnings.extend(evaluation.warnings());
+        (validation, evaluation)
+    }));
+    let (validation, evaluation) = match decided {
+        Ok(decided) => decided,
         Err(panic) => return internal_error(request, "validation", &panic_message(&panic)),
     };
+    let audit_annotations = evaluation.audit_annotations();
+    let violations = evaluation.violations;
     let mut warnings = validation.warnings;
     if request.operation == Operation::Update && old.is_none() {
         warnings.push(
@@ -223,6 +307,8 @@ fn decide_validation(request: &ReviewRequest, object: &Value) -> Verdict {
     if validation.errors.is_empty() {
         return Verdict {
             warnings,
+            violations,
+            audit_annotations,
             ..Verdict::allow()
         };
     }
@@ -234,6 +320,8 @@ fn decide_validation(request: &ReviewRequest, object: &Value) -> Verdict {
     );
     Verdict {
         warnings,
+        violations,
+        audit_annotations,
         ..Verdict::refuse(Outcome::Denied, status)
     }
 }
@@ -242,12 +330,23 @@ fn decide_validation(request: &ReviewRequest, object: &Value) -> Verdict {
 /// `RayCluster.ray.io "x" is invalid: spec.workerGroupSpecs[0].minReplicas: Invalid value: 3: ...`.
 /// kubectl hides `details.causes` unless run with `-v4`, so the message names every field.
 pub fn invalid_status(kind: &str, name: &str, errors: &[FieldError], object: &Value) -> Status {
+    invalid_status_in(RAY_GROUP, kind, name, errors, object)
+}
+
+/// [`invalid_status`] for a kind of another API group (raygate.io's RayPolicy).
+pub fn invalid_status_in(
+    group: &str,
+    kind: &str,
+    name: &str,
+    errors: &[FieldError],
+    object: &Value,
+) -> Status {
     let described: Vec<String> = errors.iter().map(|e| describe(e, object)).collect();
     let list = match described.as_slice() {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
     };
-    let message = format!("{kind}.{RAY_GROUP} {name:?} is invalid: {list}");
+    let message = format!("{kind}.{group} {name:?} is invalid: {list}");
     let causes = errors
         .iter()
         .map(|e| StatusCause {
@@ -260,7 +359,7 @@ pub fn invalid_status(kind: &str, name: &str, errors: &[FieldError], object: &Va
         .with_code(422)
         .with_details(StatusDetails {
             name: name.to_owned(),
-            group: RAY_GROUP.to_owned(),
+            group: group.to_owned(),
             kind: kind.to_owned(),
             uid: String::new(),
             causes,

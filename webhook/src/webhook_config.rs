@@ -71,7 +71,11 @@ pub fn webhook_configurations(
         webhooks: Some(vec![ValidatingWebhook {
             name: VALIDATING_WEBHOOK_NAME.to_owned(),
             client_config: client_config(options, "/validate"),
-            rules: Some(rules()),
+            rules: Some({
+                let mut rules = rules();
+                rules.push(policy_rule());
+                rules
+            }),
             admission_review_versions: vec!["v1".to_owned()],
             side_effects: "None".to_owned(),
             failure_policy: Some("Fail".to_owned()),
@@ -110,6 +114,18 @@ fn rules() -> Vec<RuleWithOperations> {
         ),
         scope: Some("Namespaced".to_owned()),
     }]
+}
+
+/// RayPolicy is validated too, so a policy that doesn't load is refused at its own apply.
+/// Cluster-scoped, so the webhook's namespaceSelector never skips it.
+fn policy_rule() -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec!["raygate.io".to_owned()]),
+        api_versions: Some(vec!["v1alpha1".to_owned()]),
+        operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
+        resources: Some(vec!["raypolicies".to_owned()]),
+        scope: Some("Cluster".to_owned()),
+    }
 }
 
 fn client_config(options: &WebhookConfigOptions, path: &str) -> WebhookClientConfig {
@@ -187,6 +203,21 @@ mod tests {
         assert!(hook.get("namespaceSelector").is_none());
         let validating = serde_json::to_value(&validating).unwrap_or_default();
         assert_eq!(validating["webhooks"][0]["name"], "validate.raygate.io");
+        assert_eq!(
+            validating["webhooks"][0]["rules"][1],
+            json!({
+                "apiGroups": ["raygate.io"],
+                "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["raypolicies"],
+                "scope": "Cluster",
+            })
+        );
+        assert_eq!(
+            hook["rules"].as_array().map(Vec::len),
+            Some(1),
+            "RayPolicy has no defaults"
+        );
         assert_eq!(
             validating["webhooks"][0]["clientConfig"]["url"],
             "https://127.0.0.1:9443/validate"

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::{Method, StatusCode};
 use common::*;
-use raygate_webhook::Metrics;
 use raygate_webhook::routes::{AdminState, admin_router};
+use raygate_webhook::{Metrics, PolicyState};
 use serde_json::{Value, json};
 
 fn invalid_cluster() -> Value {
@@ -291,9 +291,11 @@ async fn reviews_are_counted_in_metrics() {
 async fn admin_routes_report_health_readiness_and_metrics() {
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
+    let policies = Arc::new(PolicyState::default());
     let admin = admin_router(AdminState {
         metrics: metrics.clone(),
         ready: ready.clone(),
+        policies: policies.clone(),
     });
     let get = |path: &str| request(Method::GET, path, None, "");
     assert_eq!(
@@ -305,6 +307,16 @@ async fn admin_routes_report_health_readiness_and_metrics() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     ready.store(true, Ordering::Release);
+    assert_eq!(
+        send(admin.clone(), get("/readyz")).await.status,
+        StatusCode::OK
+    );
+    // Admitting before the RayPolicy watch has listed would skip the cluster's policies.
+    policies.mark_unsynced();
+    let reply = send(admin.clone(), get("/readyz")).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.text.contains("RayPolicy"), "{}", reply.text);
+    policies.mark_synced();
     assert_eq!(
         send(admin.clone(), get("/readyz")).await.status,
         StatusCode::OK

@@ -8,7 +8,7 @@
 
 mod cluster;
 mod derived;
-mod json_edit;
+pub(crate) mod json_edit;
 mod kinds;
 mod pod;
 

@@ -1,0 +1,629 @@
+//! The checks of one policy on one Ray object. Each finding names the field as the user wrote
+//! it and says which limit it crossed with which value.
+
+use serde_json::Value;
+
+use super::Violation;
+use super::compile::CompiledPolicy;
+use super::pods::{
+    self, ObjectView, PodResources, Role, Template, container_accelerators, containers, format_cpu,
+    format_memory,
+};
+use super::types::Action;
+use crate::ray_version;
+
+/// nodeSelector keys that name an accelerator type, when a rule lists none.
+const DEFAULT_ACCELERATOR_KEYS: [&str; 4] = [
+    "cloud.google.com/gke-accelerator",
+    "cloud.google.com/gke-tpu-accelerator",
+    "nvidia.com/gpu.product",
+    "karpenter.k8s.aws/instance-gpu-name",
+];
+
+struct Findings<'a> {
+    policy: &'a CompiledPolicy,
+    out: &'a mut Vec<Violation>,
+}
+
+impl Findings<'_> {
+    fn push(&mut self, rule: &'static str, action: Option<Action>, path: String, message: String) {
+        self.out.push(Violation {
+            policy: self.policy.name.clone(),
+            rule,
+            action: self.policy.action(action),
+            path,
+            message,
+        });
+    }
+}
+
+/// Appends every violation of `policy` by `object` to `out`.
+pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut Vec<Violation>) {
+    let mut findings = Findings { policy, out };
+    let object = view.object;
+    let cluster = view.cluster;
+    let rules = &policy.spec.rules;
+    let ray_pods: Vec<(&Template, &Value, PodResources)> = view
+        .templates
+        .iter()
+        .filter(|t| t.meta.role != Role::Submitter)
+        .map(|t| (&t.meta, t.value, t.resources))
+        .collect();
+
+    if let Some(rule) = &rules.max_gpus_per_pod {
+        for (template, value, resources) in &ray_pods {
+            if resources.accelerators > rule.limit as u64 {
+                findings.push(
+                    "maxGpusPerPod",
+                    rule.action,
+                    accelerator_container_path(template, value),
+                    format!(
+                        "a pod of {} asks for {} GPUs, above the limit of {} per pod",
+                        describe(object, template),
+                        resources.accelerators,
+                        rule.limit
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(rule) = &rules.max_gpus_per_group {
+        for (template, _, resources) in &ray_pods {
+            let total = resources.accelerators.saturating_mul(template.pods);
+            if total > rule.limit as u64 {
+                findings.push(
+                    "maxGpusPerGroup",
+                    rule.action,
+                    group_path(template),
+                    format!(
+                        "{} can use up to {total} GPUs ({} per pod × {}), above the limit of {} per group",
+                        describe(object, template),
+                        resources.accelerators,
+                        template.pods_basis,
+                        rule.limit
+                    ),
+                );
+            }
+        }
+    }
+    if let Some((_, _, cluster_path)) = cluster {
+        let total = ray_pods
+            .iter()
+            .fold(PodResources::default(), |sum, (t, _, r)| {
+                sum.plus(r.times(t.pods))
+            });
+        if let Some(rule) = &rules.max_gpus_per_cluster
+            && total.accelerators > rule.limit as u64
+        {
+            findings.push(
+                "maxGpusPerCluster",
+                rule.action,
+                cluster_path.to_owned(),
+                format!(
+                    "the cluster can use up to {} GPUs ({}), above the limit of {}",
+                    total.accelerators,
+                    breakdown(object, &ray_pods, |r| (r.accelerators > 0)
+                        .then(|| r.accelerators.to_string())),
+                    rule.limit
+                ),
+            );
+        }
+        if let (Some(rule), Some(limit)) = (&rules.max_cpu_per_cluster, policy.max_cpu)
+            && total.cpu_nanos > limit.nanos()
+        {
+            findings.push(
+                "maxCpuPerCluster",
+                rule.action,
+                cluster_path.to_owned(),
+                format!(
+                    "the cluster can use up to {} CPUs ({}), above the limit of {}",
+                    format_cpu(total.cpu_nanos),
+                    breakdown(object, &ray_pods, |r| (r.cpu_nanos > 0)
+                        .then(|| format_cpu(r.cpu_nanos))),
+                    rule.limit.0
+                ),
+            );
+        }
+        if let (Some(rule), Some(limit)) = (&rules.max_memory_per_cluster, policy.max_memory)
+            && total.memory_nanos > limit.nanos()
+        {
+            findings.push(
+                "maxMemoryPerCluster",
+                rule.action,
+                cluster_path.to_owned(),
+                format!(
+                    "the cluster can use up to {} of memory ({}), above the limit of {}",
+                    format_memory(total.memory_nanos),
+                    breakdown(object, &ray_pods, |r| (r.memory_nanos > 0)
+                        .then(|| format_memory(r.memory_nanos))),
+                    rule.limit.0
+                ),
+            );
+        }
+    }
+    if let Some((spec, _, cluster_path)) = cluster {
+        let groups = spec
+            .get("workerGroupSpecs")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(rule) = &rules.max_replicas_per_group {
+            for (index, group) in groups.iter().enumerate() {
+                // Built only for a finding: this runs for every policy on every admission.
+                let name = || group_name(group);
+                let path = || format!("{cluster_path}.workerGroupSpecs[{index}]");
+                match group.get("maxReplicas").and_then(Value::as_i64) {
+                    Some(max) if max > rule.limit => findings.push(
+                        "maxReplicasPerGroup",
+                        rule.action,
+                        format!("{}.maxReplicas", path()),
+                        format!(
+                            "worker group {:?} has maxReplicas {max}, above the limit of {}",
+                            name(),
+                            rule.limit
+                        ),
+                    ),
+                    None => findings.push(
+                        "maxReplicasPerGroup",
+                        rule.action,
+                        format!("{}.maxReplicas", path()),
+                        format!(
+                            "worker group {:?} sets no maxReplicas (unbounded); set it to at most {}",
+                            name(),
+                            rule.limit
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                if let Some(replicas) = group.get("replicas").and_then(Value::as_i64)
+                    && replicas > rule.limit
+                {
+                    findings.push(
+                        "maxReplicasPerGroup",
+                        rule.action,
+                        format!("{}.replicas", path()),
+                        format!(
+                            "worker group {:?} has replicas {replicas}, above the limit of {}",
+                            name(),
+                            rule.limit
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(rule) = &rules.max_worker_groups
+            && groups.len() as i64 > rule.limit
+        {
+            findings.push(
+                "maxWorkerGroups",
+                rule.action,
+                format!("{cluster_path}.workerGroupSpecs"),
+                format!(
+                    "the cluster has {} worker groups, above the limit of {}",
+                    groups.len(),
+                    rule.limit
+                ),
+            );
+        }
+        if let (Some(rule), Some(range)) = (&rules.allowed_ray_versions, &policy.ray_versions) {
+            check_ray_version(&mut findings, rule, range, spec, cluster_path);
+        }
+    }
+    if let Some(rule) = &rules.allowed_accelerator_types {
+        let keys: Vec<&str> = if rule.node_selector_keys.is_empty() {
+            DEFAULT_ACCELERATOR_KEYS.to_vec()
+        } else {
+            rule.node_selector_keys.iter().map(String::as_str).collect()
+        };
+        for (template, value, _) in &ray_pods {
+            let Some(selector) = value
+                .pointer("/spec/nodeSelector")
+                .and_then(Value::as_object)
+            else {
+                continue;
+            };
+            for key in &keys {
+                let Some(accelerator) = selector.get(*key).and_then(Value::as_str) else {
+                    continue;
+                };
+                if !rule.values.iter().any(|allowed| allowed == accelerator) {
+                    findings.push(
+                        "allowedAcceleratorTypes",
+                        rule.action,
+                        format!("{}.spec.nodeSelector[{key}]", template.path),
+                        format!(
+                            "accelerator type {accelerator:?} of {} is not allowed; allowed: {}",
+                            describe(object, template),
+                            rule.values.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(rule) = &rules.allowed_images {
+        for template in &view.templates {
+            for container in &template.containers {
+                let (Some(image), Some(qualified)) = (container.image, &container.qualified_image)
+                else {
+                    continue;
+                };
+                if !qualified_image_allowed(image, qualified, &rule.registries, &rule.patterns) {
+                    let allowed: Vec<&str> = rule
+                        .registries
+                        .iter()
+                        .chain(&rule.patterns)
+                        .map(String::as_str)
+                        .collect();
+                    findings.push(
+                        "allowedImages",
+                        rule.action,
+                        format!("{}.image", template.container_path(container)),
+                        format!(
+                            "image {image:?} (registry {}) is not from an approved registry or \
+                             pattern: {}",
+                            registry_of(image),
+                            allowed.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(rule) = &rules.required_limits {
+        let required: Vec<&str> = if rule.resources.is_empty() {
+            vec!["cpu", "memory"]
+        } else {
+            rule.resources.iter().map(String::as_str).collect()
+        };
+        for (template, value, _) in &ray_pods {
+            // KubeRay's Ray container is the first one of each Ray pod.
+            let Some(container) = value.pointer("/spec/containers/0") else {
+                continue;
+            };
+            let limits = container.pointer("/resources/limits");
+            let missing: Vec<&str> = required
+                .iter()
+                .copied()
+                .filter(|r| limits.and_then(|l| l.get(*r)).is_none_or(Value::is_null))
+                .collect();
+            if !missing.is_empty() {
+                let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+                findings.push(
+                    "requiredLimits",
+                    rule.action,
+                    format!("{}.spec.containers[0].resources.limits", template.path),
+                    format!(
+                        "Ray container {name:?} of {} sets no {} limit; limits required: {}",
+                        describe(object, template),
+                        missing.join(" or "),
+                        required.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(rule) = &rules.forbidden_pod_settings {
+        for view_template in &view.templates {
+            let (template, value) = (&view_template.meta, view_template.value);
+            let spec = value.get("spec");
+            let spec_path = || format!("{}.spec", template.path);
+            let flag = |key: &str| spec.and_then(|s| s.get(key)) == Some(&Value::Bool(true));
+            for (forbidden, key) in [
+                (rule.host_network, "hostNetwork"),
+                (rule.host_pid, "hostPID"),
+                (rule.host_ipc, "hostIPC"),
+            ] {
+                if forbidden && flag(key) {
+                    findings.push(
+                        "forbiddenPodSettings",
+                        rule.action,
+                        format!("{}.{key}", spec_path()),
+                        format!("{key}: true is forbidden ({})", describe(object, template)),
+                    );
+                }
+            }
+            if rule.host_path_volumes {
+                let volumes = spec
+                    .and_then(|s| s.get("volumes"))
+                    .and_then(Value::as_array);
+                for (index, volume) in volumes.into_iter().flatten().enumerate() {
+                    if volume.get("hostPath").is_some_and(|h| !h.is_null()) {
+                        let name = volume.get("name").and_then(Value::as_str).unwrap_or("");
+                        findings.push(
+                            "forbiddenPodSettings",
+                            rule.action,
+                            format!("{}.volumes[{index}].hostPath", spec_path()),
+                            format!("hostPath volume {name:?} is forbidden"),
+                        );
+                    }
+                }
+            }
+            for container_view in &view_template.containers {
+                let container = container_view.value;
+                let path = || view_template.container_path(container_view);
+                if rule.privileged
+                    && container.pointer("/securityContext/privileged") == Some(&Value::Bool(true))
+                {
+                    findings.push(
+                        "forbiddenPodSettings",
+                        rule.action,
+                        format!("{}.securityContext.privileged", path()),
+                        "privileged containers are forbidden".to_owned(),
+                    );
+                }
+                if rule.added_capabilities {
+                    let added = container
+                        .pointer("/securityContext/capabilities/add")
+                        .and_then(Value::as_array);
+                    for (index, capability) in added.into_iter().flatten().enumerate() {
+                        let capability = capability.as_str().unwrap_or_default();
+                        let bare = capability.trim_start_matches("CAP_");
+                        let allowed = rule
+                            .allowed_capabilities
+                            .iter()
+                            .any(|a| a.trim_start_matches("CAP_") == bare);
+                        if !allowed {
+                            findings.push(
+                                "forbiddenPodSettings",
+                                rule.action,
+                                format!("{}.securityContext.capabilities.add[{index}]", path()),
+                                format!("adding capability {capability} is forbidden"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(rule) = &rules.required_labels {
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
+        let missing: Vec<&str> = rule
+            .keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| {
+                labels
+                    .and_then(|l| l.get(*key))
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+            })
+            .collect();
+        if !missing.is_empty() {
+            findings.push(
+                "requiredLabels",
+                rule.action,
+                "metadata.labels".to_owned(),
+                format!("missing required label(s) {}", missing.join(", ")),
+            );
+        }
+    }
+}
+
+fn check_ray_version(
+    findings: &mut Findings<'_>,
+    rule: &super::types::RayVersionsRule,
+    range: &super::version_range::VersionRange,
+    spec: &Value,
+    cluster_path: &str,
+) {
+    if let Some(text) = spec.get("rayVersion").and_then(Value::as_str) {
+        let path = format!("{cluster_path}.rayVersion");
+        match ray_version::parse(text) {
+            Ok(version) if range.contains(&version) => {}
+            Ok(_) => findings.push(
+                "allowedRayVersions",
+                rule.action,
+                path,
+                format!("Ray {text} is outside the allowed range {}", rule.range),
+            ),
+            Err(error) => findings.push(
+                "allowedRayVersions",
+                rule.action,
+                path,
+                format!("{error}; allowed range {}", rule.range),
+            ),
+        }
+        return;
+    }
+    let image_path = format!("{cluster_path}.headGroupSpec.template.spec.containers[0].image");
+    let image = spec
+        .pointer("/headGroupSpec/template/spec/containers/0/image")
+        .and_then(Value::as_str);
+    match image.map(|i| (i, ray_version::from_image(i))) {
+        Some((_, Some(version))) if range.contains(&version) => {}
+        Some((image, Some(version))) => findings.push(
+            "allowedRayVersions",
+            rule.action,
+            image_path,
+            format!(
+                "head image {image:?} runs Ray {version}, outside the allowed range {}",
+                rule.range
+            ),
+        ),
+        _ => findings.push(
+            "allowedRayVersions",
+            rule.action,
+            format!("{cluster_path}.rayVersion"),
+            format!(
+                "rayVersion is not set and the head image names no Ray version; set rayVersion \
+                 within {}",
+                rule.range
+            ),
+        ),
+    }
+}
+
+/// `the head pod` or `worker group "gpu"`, for messages.
+fn describe(object: &Value, template: &Template) -> String {
+    match (template.role, template.group_index) {
+        (Role::Head, _) => "the head".to_owned(),
+        (Role::Submitter, _) => "the submitter pod".to_owned(),
+        (Role::Worker, Some(index)) => {
+            let name = pods::cluster_spec(object)
+                .and_then(|(spec, _, _)| spec.pointer(&format!("/workerGroupSpecs/{index}")))
+                .map(group_name)
+                .unwrap_or_default();
+            format!("worker group {name:?}")
+        }
+        (Role::Worker, None) => "a worker group".to_owned(),
+    }
+}
+
+fn group_name(group: &Value) -> String {
+    group
+        .get("groupName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The group of a template (`spec.workerGroupSpecs[1]`, `spec.headGroupSpec`).
+fn group_path(template: &Template) -> String {
+    template
+        .path
+        .strip_suffix(".template")
+        .unwrap_or(&template.path)
+        .to_owned()
+}
+
+/// The resources of the first container that asks for accelerators, else the pod's containers.
+fn accelerator_container_path(template: &Template, value: &Value) -> String {
+    containers(value, &template.path)
+        .into_iter()
+        .find(|(_, c)| container_accelerators(c) > 0)
+        .map(|(path, _)| format!("{path}.resources"))
+        .unwrap_or_else(|| format!("{}.spec.containers", template.path))
+}
+
+/// `head 2, worker group "gpu" 8 × replicas 4` for the templates that contribute.
+fn breakdown(
+    object: &Value,
+    pods: &[(&Template, &Value, PodResources)],
+    amount: impl Fn(&PodResources) -> Option<String>,
+) -> String {
+    let parts: Vec<String> = pods
+        .iter()
+        .filter(|(t, _, _)| t.pods > 0)
+        .filter_map(|(template, _, resources)| {
+            let per_pod = amount(resources)?;
+            Some(match template.role {
+                Role::Head => format!("head {per_pod}"),
+                _ => format!(
+                    "{} {per_pod} × {}",
+                    describe(object, template),
+                    template.pods_basis
+                ),
+            })
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// The registry an image is pulled from, as the container runtime resolves it.
+pub(crate) fn registry_of(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+#[cfg(test)]
+fn image_allowed(image: &str, registries: &[String], patterns: &[String]) -> bool {
+    qualified_image_allowed(image, &pods::qualified_image(image), registries, patterns)
+}
+
+fn qualified_image_allowed(
+    image: &str,
+    qualified: &str,
+    registries: &[String],
+    patterns: &[String],
+) -> bool {
+    let by_registry = registries.iter().any(|registry| {
+        let registry = registry.trim_end_matches('/');
+        qualified
+            .strip_prefix(registry)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', ':', '@']))
+    });
+    by_registry
+        || patterns
+            .iter()
+            .any(|pattern| glob(pattern, image) || glob(pattern, qualified))
+}
+
+/// `*` matches any run of characters (slashes too), `?` one character. Image references are
+/// ASCII, so bytes are characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                backtrack = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match backtrack {
+                Some((star, matched)) => {
+                    p = star + 1;
+                    t = matched + 1;
+                    backtrack = Some((star, matched + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_resolve_to_registries_like_the_runtime() {
+        assert_eq!(registry_of("rayproject/ray:2.46.0"), "docker.io");
+        assert_eq!(registry_of("busybox"), "docker.io");
+        assert_eq!(
+            registry_of("registry.example.com/ml/ray:2.46"),
+            "registry.example.com"
+        );
+        assert_eq!(registry_of("localhost:5000/ray"), "localhost:5000");
+        let registries = ["registry.example.com/ml".to_owned()];
+        assert!(image_allowed(
+            "registry.example.com/ml/ray:2.46",
+            &registries,
+            &[]
+        ));
+        assert!(!image_allowed(
+            "registry.example.com/mlx/ray:2.46",
+            &registries,
+            &[]
+        ));
+        assert!(!image_allowed("rayproject/ray:2.46.0", &registries, &[]));
+        let hub = ["docker.io/rayproject".to_owned()];
+        assert!(image_allowed("rayproject/ray:2.46.0", &hub, &[]));
+    }
+
+    #[test]
+    fn globs_match_whole_references() {
+        assert!(glob(
+            "docker.io/rayproject/ray:2.*",
+            "docker.io/rayproject/ray:2.46.0"
+        ));
+        assert!(!glob(
+            "docker.io/rayproject/ray:2.*",
+            "docker.io/rayproject/ray:3.0"
+        ));
+        assert!(glob("*", ""));
+        assert!(glob("a?c", "abc"));
+        assert!(!glob("a?c", "abbc"));
+        assert!(glob("*/ray:*-gpu", "rayproject/ray:2.46.0-py310-gpu"));
+    }
+}
