@@ -1,0 +1,86 @@
+//! What can go wrong in the controller. Variant names double as the `error` label of
+//! `raygate_controller_reconcile_errors_total`.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("RayCluster {cluster} has no namespace")]
+    MissingNamespace { cluster: String },
+    #[error("listing the pods of RayCluster {cluster}: {source}")]
+    ListPods {
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading {kind} {name}: {source}")]
+    GetChild {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating {kind} {name}: {source}")]
+    CreateChild {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating or deleting pods of RayCluster {cluster}: {message}")]
+    ReplicaFailure { cluster: String, message: String },
+    #[error("writing the status of RayCluster {cluster}: {source}")]
+    PatchStatus {
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("normalizing RayCluster {cluster} in memory: {source}")]
+    Normalize {
+        cluster: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("updating the finalizers of RayCluster {cluster}: {source}")]
+    Finalizer {
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the Redis cleanup Job of RayCluster {cluster}: {source}")]
+    CleanupJob {
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("serving the admin endpoints on {address}: {source}")]
+    Admin {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election: {source}")]
+    LeaderElection {
+        #[source]
+        source: kube::Error,
+    },
+    #[error("lost the leader lease {lease}: another replica acts now")]
+    LostLease { lease: String },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::MissingNamespace { .. } => "MissingNamespace",
+            Error::ListPods { .. } => "ListPods",
+            Error::GetChild { .. } => "GetChild",
+            Error::CreateChild { .. } => "CreateChild",
+            Error::ReplicaFailure { .. } => "ReplicaFailure",
+            Error::PatchStatus { .. } => "PatchStatus",
+            Error::Normalize { .. } => "Normalize",
+            Error::Admin { .. } => "Admin",
+            Error::Finalizer { .. } => "Finalizer",
+            Error::CleanupJob { .. } => "CleanupJob",
+            Error::LeaderElection { .. } => "LeaderElection",
+            Error::LostLease { .. } => "LostLease",
+        }
+    }
+}

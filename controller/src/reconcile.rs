@@ -1,0 +1,775 @@
+//! One reconcile pass of a RayCluster: Services, then Pods, then status.
+//!
+//! Pods are counted from a fresh LIST on every pass, not from a watch cache, so a pass never
+//! acts on a stale picture: after a crash or restart the new process sees every pod its
+//! predecessor created and creates only what is missing.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::{Api, Client, ResourceExt};
+use raygate_api::labels::{
+    ANNOTATION_DISABLE_PROVISIONED_HEAD_RESTART, ANNOTATION_UPGRADE_STRATEGY_RECREATE_HASH,
+    MANAGED_BY_KUBERAY, RAY_CLUSTER,
+};
+use raygate_api::raycluster::RayClusterUpgradeType;
+use raygate_api::{RayCluster, RayClusterStatus};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::events::EventSink;
+use crate::metrics::Metrics;
+use crate::pod_state;
+use crate::pods::{self, PodContext, WorkerSlot};
+use crate::scaling::{self, DeleteReason, GroupWish, PodToDelete};
+use crate::services;
+use crate::spec_hash::pod_template_hash;
+use crate::status::{self, Observed, ReplicaFailure};
+use crate::{autoscaler, cleanup, gcs_ft};
+
+/// Creates and deletes in flight per pass: enough to build a large cluster in seconds without
+/// flooding the API server.
+const WRITES_IN_FLIGHT: usize = 16;
+/// Requeue after a pass that created or deleted pods.
+const REQUEUE_BUSY: Duration = Duration::from_secs(2);
+/// Requeue of a cluster whose pods are still starting.
+const REQUEUE_UNSETTLED: Duration = Duration::from_secs(10);
+/// Requeue of a quiet cluster: a safety net, since pod and Service changes wake us anyway.
+const REQUEUE_IDLE: Duration = Duration::from_secs(300);
+
+pub struct Context {
+    pub client: Client,
+    pub cluster_domain: String,
+    pub events: EventSink,
+    pub metrics: Arc<Metrics>,
+    /// (uid, generation) already warned about a missing webhook, so the event is not repeated
+    /// on every pass.
+    warned: Mutex<HashSet<(String, i64)>>,
+    replica_names: AtomicU64,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        cluster_domain: String,
+        events: EventSink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            cluster_domain,
+            events,
+            metrics,
+            warned: Mutex::new(HashSet::new()),
+            replica_names: AtomicU64::new(0),
+        }
+    }
+
+    /// True the first time for this object generation.
+    fn first_warning(&self, cluster: &RayCluster) -> bool {
+        let key = (
+            cluster.uid().unwrap_or_default(),
+            cluster.metadata.generation.unwrap_or_default(),
+        );
+        self.warned
+            .lock()
+            .map(|mut w| w.insert(key))
+            .unwrap_or(true)
+    }
+
+    /// `<group>-<5 random characters>`, the name shared by a multi-host replica's pods.
+    fn replica_name(&self, group: &str) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(self.replica_names.fetch_add(1, Ordering::Relaxed));
+        let mut bits = hasher.finish();
+        let suffix: String = (0..5)
+            .map(|_| {
+                let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize];
+                bits /= ALPHABET.len() as u64;
+                char::from(c)
+            })
+            .collect();
+        format!("{group}-{suffix}")
+    }
+}
+
+pub async fn reconcile(cluster: Arc<RayCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_cluster(&cluster, &ctx).await;
+    ctx.metrics.reconciled(
+        "RayCluster",
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
+}
+
+pub fn error_policy(cluster: Arc<RayCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        namespace = cluster.namespace().unwrap_or_default(),
+        name = cluster.name_any(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[tracing::instrument(skip_all, fields(kind = "RayCluster", namespace = cluster.namespace(), name = cluster.name_any()))]
+async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action, Error> {
+    if let Some(manager) = cluster.spec.managed_by.as_deref()
+        && manager != MANAGED_BY_KUBERAY
+    {
+        tracing::debug!(manager, "managed by another controller; skipped");
+        return Ok(Action::await_change());
+    }
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().ok_or_else(|| Error::MissingNamespace {
+        cluster: name.clone(),
+    })?;
+
+    let normalized = normalized(cluster, ctx).await?;
+    if cluster.metadata.deletion_timestamp.is_some() {
+        if gcs_ft::has_finalizer(cluster) {
+            return cleanup::finalize(ctx, normalized.as_ref().unwrap_or(cluster)).await;
+        }
+        // Children go with the cluster through their owner references.
+        return Ok(Action::await_change());
+    }
+    let Some(normalized) = normalized else {
+        return Ok(Action::await_change());
+    };
+    let cluster = &normalized;
+    if gcs_ft::wants_finalizer(cluster) && !gcs_ft::has_finalizer(cluster) {
+        cleanup::add_finalizer(ctx, cluster).await?;
+    }
+
+    let services_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    if autoscaler::enabled(cluster) {
+        ensure_autoscaler_rbac(ctx, cluster, &namespace).await?;
+    }
+    let head_service = ensure_child(
+        ctx,
+        cluster,
+        &services_api,
+        services::head_service(cluster),
+        "Service",
+    )
+    .await?;
+    if services::needs_headless_service(cluster) {
+        let headless = services::headless_worker_service(cluster);
+        ensure_child(ctx, cluster, &services_api, headless, "Service").await?;
+    }
+
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let owned = list_owned_pods(&pods_api, cluster).await?;
+    let hash = pod_template_hash(&cluster.spec);
+    let plan = plan(ctx, cluster, &owned, &hash);
+    let acted = !plan.is_empty();
+    let failure = execute(ctx, cluster, &pods_api, &hash, plan).await;
+    let owned = if acted {
+        list_owned_pods(&pods_api, cluster).await?
+    } else {
+        owned
+    };
+
+    let now = Time(Timestamp::now());
+    let new_status = status::compute(
+        cluster,
+        &Observed {
+            pods: &owned,
+            head_service: Some(&head_service),
+            failure: failure.clone(),
+            now,
+        },
+    );
+    let status_changed = status::changed(cluster.status.as_ref(), &new_status);
+    if status_changed {
+        write_status(ctx, cluster, &new_status).await?;
+        observe_provisioning(ctx, cluster, &new_status);
+    }
+
+    if let Some(failure) = failure {
+        return Err(Error::ReplicaFailure {
+            cluster: name,
+            message: failure.message,
+        });
+    }
+    // Pod and Service changes wake the cluster through the watches; a pass that wrote looks
+    // again soon to see its writes land, and a cluster still starting is looked at now and
+    // then in case a watch was down (an API server restart) when its pods changed.
+    let settled = new_status.state.as_deref() == Some(status::STATE_READY)
+        || new_status.state.as_deref() == Some(status::STATE_SUSPENDED)
+            && !status::suspending(cluster);
+    Ok(if acted {
+        Action::requeue(REQUEUE_BUSY)
+    } else if !settled {
+        Action::requeue(REQUEUE_UNSETTLED)
+    } else {
+        Action::requeue(REQUEUE_IDLE)
+    })
+}
+
+/// The cluster with the webhook's defaults. An object admitted while the webhook was bypassed
+/// (or under an older schema) is normalized here in memory by the same pure function, and
+/// validated, since nothing else checked it. `None`: invalid, nothing to do until it changes.
+async fn normalized(cluster: &RayCluster, ctx: &Context) -> Result<Option<RayCluster>, Error> {
+    let name = cluster.name_any();
+    let mut value = serde_json::to_value(cluster).map_err(|source| Error::Normalize {
+        cluster: name.clone(),
+        source,
+    })?;
+    if raygate_api::defaults::is_normalized(&value) {
+        return Ok(Some(cluster.clone()));
+    }
+    raygate_api::defaults::normalize(&mut value);
+    let normalized: RayCluster =
+        serde_json::from_value(value).map_err(|source| Error::Normalize {
+            cluster: name.clone(),
+            source,
+        })?;
+    let verdict = raygate_api::validation::validate_raycluster(&normalized, None);
+    let first = ctx.first_warning(cluster);
+    if !verdict.is_allowed() {
+        if first {
+            let problems: Vec<String> = verdict.errors.iter().map(ToString::to_string).collect();
+            ctx.events
+                .warning(
+                    cluster,
+                    "InvalidRayClusterSpec",
+                    "Validate",
+                    format!("not reconciled: {}", problems.join("; ")),
+                )
+                .await;
+        }
+        return Ok(None);
+    }
+    if first {
+        tracing::warn!("RayCluster lacks raygate.io/normalized: the webhook was bypassed");
+        ctx.events
+            .warning(
+                cluster,
+                "WebhookBypassed",
+                "Reconcile",
+                format!(
+                    "the object was not normalized by raygate's webhook (annotation {} missing or \
+                     not version {}); defaults applied in memory only",
+                    raygate_api::labels::ANNOTATION_NORMALIZED,
+                    raygate_api::defaults::NORMALIZED_VERSION
+                ),
+            )
+            .await;
+    }
+    Ok(Some(normalized))
+}
+
+/// Creates a child (Service, ServiceAccount, Role, RoleBinding) if absent. Existing ones are
+/// left as they are: KubeRay does not update them either, and users and cloud controllers
+/// annotate Services after the fact.
+async fn ensure_child<K>(
+    ctx: &Context,
+    cluster: &RayCluster,
+    api: &Api<K>,
+    desired: K,
+    kind: &'static str,
+) -> Result<K, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = desired.name_any();
+    let get_error = |source| Error::GetChild {
+        kind,
+        name: name.clone(),
+        source,
+    };
+    if let Some(existing) = api.get_opt(&name).await.map_err(get_error)? {
+        return Ok(existing);
+    }
+    match api.create(&PostParams::default(), &desired).await {
+        Ok(created) => {
+            ctx.events
+                .normal(
+                    cluster,
+                    &format!("Created{kind}"),
+                    "Create",
+                    format!(
+                        "Created {kind} {}/{name}",
+                        cluster.namespace().unwrap_or_default()
+                    ),
+                )
+                .await;
+            Ok(created)
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            api.get(&name).await.map_err(get_error)
+        }
+        Err(source) => {
+            ctx.events
+                .warning(
+                    cluster,
+                    &format!("FailedToCreate{kind}"),
+                    "Create",
+                    format!("Failed to create {kind} {name}: {source}"),
+                )
+                .await;
+            Err(Error::CreateChild { kind, name, source })
+        }
+    }
+}
+
+/// The autoscaler's ServiceAccount (unless the user named their own), Role and RoleBinding.
+async fn ensure_autoscaler_rbac(
+    ctx: &Context,
+    cluster: &RayCluster,
+    namespace: &str,
+) -> Result<(), Error> {
+    if !autoscaler::user_service_account(cluster) {
+        let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+        ensure_child(
+            ctx,
+            cluster,
+            &accounts,
+            autoscaler::service_account(cluster),
+            "ServiceAccount",
+        )
+        .await?;
+    }
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), namespace);
+    ensure_child(ctx, cluster, &roles, autoscaler::role(cluster), "Role").await?;
+    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+    ensure_child(
+        ctx,
+        cluster,
+        &bindings,
+        autoscaler::role_binding(cluster),
+        "RoleBinding",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Pods labelled for the cluster **and** owned by it (controller reference with its uid),
+/// not already terminating. A pod that only carries the label is someone else's: it is
+/// neither counted nor ever deleted.
+pub(crate) async fn list_owned_pods(
+    api: &Api<Pod>,
+    cluster: &RayCluster,
+) -> Result<Vec<Pod>, Error> {
+    let name = cluster.name_any();
+    let uid = cluster.uid().unwrap_or_default();
+    let params = ListParams::default().labels(&format!("{RAY_CLUSTER}={name}"));
+    let pods = api.list(&params).await.map_err(|source| Error::ListPods {
+        cluster: name,
+        source,
+    })?;
+    Ok(pods
+        .items
+        .into_iter()
+        .filter(|pod| is_owned_by(pod, &uid) && !pod_state::is_terminating(pod))
+        .collect())
+}
+
+pub fn is_owned_by(pod: &Pod, uid: &str) -> bool {
+    !uid.is_empty()
+        && pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    delete: Vec<(PodToDelete, bool)>,
+    create_head: bool,
+    create_workers: Vec<(String, WorkerSlot)>,
+}
+
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.delete.is_empty() && !self.create_head && self.create_workers.is_empty()
+    }
+
+    fn delete_all(pods: &[Pod], why: DeleteReason) -> Self {
+        Plan {
+            delete: pods
+                .iter()
+                .map(|pod| {
+                    let observed = pod_state::observe(pod);
+                    (
+                        PodToDelete {
+                            name: observed.name,
+                            uid: observed.uid,
+                            why,
+                        },
+                        pod_state::is_head(pod),
+                    )
+                })
+                .collect(),
+            ..Plan::default()
+        }
+    }
+}
+
+fn plan(ctx: &Context, cluster: &RayCluster, owned: &[Pod], hash: &str) -> Plan {
+    if status::suspending(cluster) {
+        return Plan::delete_all(owned, DeleteReason::Suspended);
+    }
+    let heads: Vec<&Pod> = owned.iter().filter(|p| pod_state::is_head(p)).collect();
+    let recreate = cluster.spec.upgrade_strategy.as_ref().and_then(|s| s.type_)
+        == Some(RayClusterUpgradeType::Recreate);
+    if recreate
+        && let Some(head) = heads.first()
+        && head
+            .annotations()
+            .get(ANNOTATION_UPGRADE_STRATEGY_RECREATE_HASH)
+            .map(String::as_str)
+            != Some(hash)
+    {
+        tracing::info!("pod template changed under upgradeStrategy Recreate: recreating all pods");
+        return Plan::delete_all(owned, DeleteReason::Recreate);
+    }
+
+    let mut plan = Plan::default();
+    // Keep one head: the oldest that still runs. A second can only come from a create whose
+    // answer was lost; two GCS processes would split the cluster.
+    let mut live_heads: Vec<&Pod> = Vec::new();
+    for head in &heads {
+        if pod_state::is_finished(head) {
+            plan.delete
+                .push((delete_of(head, DeleteReason::Finished), true));
+        } else {
+            live_heads.push(head);
+        }
+    }
+    live_heads.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    for extra in live_heads.iter().skip(1) {
+        plan.delete
+            .push((delete_of(extra, DeleteReason::ScaleDown), true));
+    }
+    if live_heads.is_empty() {
+        let provisioned = status::condition_is_true(cluster.status.as_ref(), status::PROVISIONED);
+        let no_restart = cluster
+            .annotations()
+            .get(ANNOTATION_DISABLE_PROVISIONED_HEAD_RESTART)
+            .map(String::as_str)
+            == Some("true");
+        plan.create_head = !(provisioned && no_restart);
+    }
+
+    let autoscaling = cluster.spec.enable_in_tree_autoscaling == Some(true);
+    for group in cluster.spec.worker_group_specs.iter().flatten() {
+        let observed: Vec<scaling::ObservedPod> = owned
+            .iter()
+            .filter(|p| pod_state::is_worker(p) && pod_state::group(p) == Some(&group.group_name))
+            .map(pod_state::observe)
+            .collect();
+        let suspended = group.suspend == Some(true);
+        let wish = GroupWish {
+            replicas: if suspended {
+                0
+            } else {
+                scaling::desired_replicas(group.replicas, group.min_replicas, group.max_replicas)
+            },
+            num_of_hosts: u32::try_from(group.num_of_hosts.unwrap_or(1)).unwrap_or(1),
+            suspended,
+            autoscaling,
+            workers_to_delete: group
+                .scale_strategy
+                .as_ref()
+                .and_then(|s| s.workers_to_delete.as_deref())
+                .unwrap_or(&[]),
+        };
+        let group_plan =
+            scaling::plan_group(&wish, &observed, || ctx.replica_name(&group.group_name));
+        plan.delete
+            .extend(group_plan.delete.into_iter().map(|d| (d, false)));
+        plan.create_workers.extend(
+            group_plan
+                .create
+                .into_iter()
+                .map(|slot| (group.group_name.clone(), slot)),
+        );
+    }
+    plan
+}
+
+fn delete_of(pod: &Pod, why: DeleteReason) -> PodToDelete {
+    let observed = pod_state::observe(pod);
+    PodToDelete {
+        name: observed.name,
+        uid: observed.uid,
+        why,
+    }
+}
+
+enum Write {
+    Delete(PodToDelete, bool),
+    Create(Box<Pod>, Option<String>),
+}
+
+/// Runs the plan's writes, a bounded number at a time. Returns the first failure.
+async fn execute(
+    ctx: &Context,
+    cluster: &RayCluster,
+    api: &Api<Pod>,
+    hash: &str,
+    plan: Plan,
+) -> Option<ReplicaFailure> {
+    if plan.is_empty() {
+        return None;
+    }
+    let pod_ctx = PodContext {
+        cluster,
+        cluster_domain: &ctx.cluster_domain,
+        template_hash: hash,
+    };
+    let mut writes: Vec<Write> = plan
+        .delete
+        .into_iter()
+        .map(|(pod, head)| Write::Delete(pod, head))
+        .collect();
+    if plan.create_head {
+        writes.push(Write::Create(Box::new(pods::head_pod(&pod_ctx)), None));
+    }
+    for (group_name, slot) in &plan.create_workers {
+        if let Some(group) = cluster
+            .spec
+            .worker_group_specs
+            .iter()
+            .flatten()
+            .find(|g| &g.group_name == group_name)
+        {
+            writes.push(Write::Create(
+                Box::new(pods::worker_pod(&pod_ctx, group, slot)),
+                Some(group_name.clone()),
+            ));
+        }
+    }
+    let failures: Vec<ReplicaFailure> = stream::iter(writes)
+        .map(|write| async move {
+            match write {
+                Write::Delete(pod, head) => delete_pod(ctx, cluster, api, pod, head).await,
+                Write::Create(pod, group) => create_pod(ctx, cluster, api, *pod, group).await,
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .filter_map(|outcome| async move { outcome.err() })
+        .collect()
+        .await;
+    failures.into_iter().next()
+}
+
+pub(crate) async fn delete_pod(
+    ctx: &Context,
+    cluster: &RayCluster,
+    api: &Api<Pod>,
+    pod: PodToDelete,
+    head: bool,
+) -> Result<(), ReplicaFailure> {
+    // The uid precondition makes sure the pod we decided about is the one that goes.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(pod.uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let (kind, done, failed, failed_condition) = if head {
+        (
+            "head",
+            "DeletedHeadPod",
+            "FailedToDeleteHeadPod",
+            "FailedDeleteHeadPod",
+        )
+    } else {
+        (
+            "worker",
+            "DeletedWorkerPod",
+            "FailedToDeleteWorkerPod",
+            "FailedDeleteWorkerPod",
+        )
+    };
+    match api.delete(&pod.name, &params).await {
+        Ok(_) => {
+            tracing::info!(
+                pod = pod.name,
+                why = pod.why.describe(),
+                "deleted {kind} pod"
+            );
+            ctx.events
+                .normal(
+                    cluster,
+                    done,
+                    "Delete",
+                    format!("Deleted {kind} pod {}: {}", pod.name, pod.why.describe()),
+                )
+                .await;
+            Ok(())
+        }
+        // Already gone, or replaced by a same-named pod that is not ours to judge.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(error) => {
+            let message = format!("Failed to delete {kind} pod {}: {error}", pod.name);
+            ctx.events
+                .warning(cluster, failed, "Delete", message.clone())
+                .await;
+            Err(ReplicaFailure {
+                reason: failed_condition.to_string(),
+                message,
+            })
+        }
+    }
+}
+
+async fn create_pod(
+    ctx: &Context,
+    cluster: &RayCluster,
+    api: &Api<Pod>,
+    pod: Pod,
+    group: Option<String>,
+) -> Result<(), ReplicaFailure> {
+    let (kind, done, failed, failed_condition) = match group {
+        None => (
+            "head",
+            "CreatedHeadPod",
+            "FailedToCreateHeadPod",
+            "FailedCreateHeadPod",
+        ),
+        Some(_) => (
+            "worker",
+            "CreatedWorkerPod",
+            "FailedToCreateWorkerPod",
+            "FailedCreateWorkerPod",
+        ),
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match api.create(&PostParams::default(), &pod).await {
+            Ok(created) => {
+                let name = created.name_any();
+                tracing::debug!(pod = name, "created {kind} pod");
+                ctx.events
+                    .normal(
+                        cluster,
+                        done,
+                        "Create",
+                        format!("Created {kind} pod {name}"),
+                    )
+                    .await;
+                return Ok(());
+            }
+            // A generated name collided; another try draws a new one.
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt < 3 => continue,
+            Err(error) => {
+                let message = match &group {
+                    Some(group) => {
+                        format!("Failed to create worker pod for group {group}: {error}")
+                    }
+                    None => format!("Failed to create head pod: {error}"),
+                };
+                ctx.events
+                    .warning(cluster, failed, "Create", message.clone())
+                    .await;
+                return Err(ReplicaFailure {
+                    reason: failed_condition.to_string(),
+                    message,
+                });
+            }
+        }
+    }
+}
+
+/// A JSON merge patch (RFC 7386) turning `old` into `new`: changed keys, `null` for removed
+/// ones. Fields of the stored status this build does not know are left alone, and a merge
+/// patch carries no resourceVersion, so it cannot conflict with another writer.
+pub fn merge_patch(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch = serde_json::Map::new();
+            for (key, value) in new {
+                match old.get(key) {
+                    Some(previous) if previous == value => {}
+                    Some(previous) => {
+                        patch.insert(key.clone(), merge_patch(previous, value));
+                    }
+                    None => {
+                        patch.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            for key in old.keys() {
+                if !new.contains_key(key) {
+                    patch.insert(key.clone(), Value::Null);
+                }
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    cluster: &RayCluster,
+    status: &RayClusterStatus,
+) -> Result<(), Error> {
+    let name = cluster.name_any();
+    let to_error = |source| Error::PatchStatus {
+        cluster: name.clone(),
+        source,
+    };
+    let old = serde_json::to_value(cluster.status.clone().unwrap_or_default())
+        .unwrap_or(Value::Object(Default::default()));
+    let new = serde_json::to_value(status).unwrap_or(Value::Object(Default::default()));
+    let patch = serde_json::json!({ "status": merge_patch(&old, &new) });
+    let api: Api<RayCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(to_error)?;
+    tracing::debug!(state = ?status.state, "status written");
+    Ok(())
+}
+
+fn observe_provisioning(ctx: &Context, cluster: &RayCluster, new: &RayClusterStatus) {
+    let was = status::condition_is_true(cluster.status.as_ref(), status::PROVISIONED);
+    let is = status::condition_is_true(Some(new), status::PROVISIONED);
+    if !was
+        && is
+        && let Some(created) = &cluster.metadata.creation_timestamp
+    {
+        let took = Timestamp::now().duration_since(created.0);
+        if let Ok(took) = Duration::try_from(took) {
+            ctx.metrics.provisioned_after(took);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_nulls_removed_fields_and_skips_equal_ones() {
+        let old = json!({"state": "ready", "head": {"podIP": "127.0.0.2", "podName": "h"}, "reason": "x"});
+        let new = json!({"state": "ready", "head": {"podName": "h2"}});
+        assert_eq!(
+            merge_patch(&old, &new),
+            json!({"head": {"podIP": null, "podName": "h2"}, "reason": null})
+        );
+    }
+}

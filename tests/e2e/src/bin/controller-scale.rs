@@ -1,0 +1,211 @@
+//! Benchmark (issue 6): how fast `raygate controller` materializes many clusters at once.
+//!
+//! 1. Baseline: a plain client creates 900 Pods and 300 Services (the very objects the
+//!    controller would build) with 16 requests in flight: the API server's own ceiling here.
+//! 2. With `raygate controller --namespace=bench` and the webhook running, 300 RayClusters
+//!    (KubeRay's sample: 1 head + 1 worker group, set to 2 workers) are created at once; the
+//!    clock runs from the first create until all 900 Pods and 300 Services exist.
+//!
+//! Prints both times, their ratio (target ≤ 1.3), the controller's peak RSS (VmHWM, target
+//! ≤ 60 MB) and its CPU seconds. Loopback only.
+//!
+//! `cargo build --release --bin raygate && RAYGATE_BIN=target/release/raygate
+//!  cargo run --release -p raygate-e2e --bin controller-scale`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use kube::api::{ListParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::{Api, Client};
+use raygate_api::RayCluster;
+use raygate_controller::pods::{PodContext, WorkerSlot, head_pod, worker_pod};
+use raygate_controller::services::head_service;
+use raygate_e2e::kuberay_samples::sample_text;
+use raygate_e2e::{ControlPlane, Controller, Webhook, install_ray_crds};
+
+const CLUSTERS: usize = 300;
+const WORKERS: usize = 2;
+const IN_FLIGHT: usize = 16;
+
+fn sample(name: &str, namespace: &str) -> Result<RayCluster> {
+    let text = sample_text("ray-cluster.sample.yaml")?;
+    let mut value = raygate_api::manifest::parse_documents(&text)?
+        .into_iter()
+        .next()
+        .context("the sample has a document")?;
+    value["metadata"]["name"] = name.into();
+    value["metadata"]["namespace"] = namespace.into();
+    value["spec"]["workerGroupSpecs"][0]["replicas"] = (WORKERS as i64).into();
+    serde_json::from_value(value).context("the sample is a RayCluster")
+}
+
+async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    Ok(())
+}
+
+async fn count(client: &Client, namespace: &str) -> Result<(usize, usize)> {
+    let params = ListParams::default().labels("ray.io/cluster");
+    let pods: Api<PartialObjectMeta<Pod>> = Api::namespaced(client.clone(), namespace);
+    let services: Api<PartialObjectMeta<Service>> = Api::namespaced(client.clone(), namespace);
+    let pods = pods.list_metadata(&params).await?.items.len();
+    let services = services.list_metadata(&params).await?.items.len();
+    Ok((pods, services))
+}
+
+/// The plain-client baseline: the controller's own objects, created directly.
+async fn baseline(client: &Client) -> Result<Duration> {
+    let namespace = "baseline";
+    create_namespace(client, namespace).await?;
+    let mut pods = Vec::new();
+    let mut services = Vec::new();
+    for index in 0..CLUSTERS {
+        let mut cluster = sample(&format!("c{index}"), namespace)?;
+        cluster.metadata.uid = Some(format!("00000000-0000-0000-0000-{index:012}"));
+        let hash = raygate_controller::spec_hash::pod_template_hash(&cluster.spec);
+        let ctx = PodContext {
+            cluster: &cluster,
+            cluster_domain: "cluster.local",
+            template_hash: &hash,
+        };
+        let mut head = head_pod(&ctx);
+        // No such owner exists; without the reference the garbage collector has nothing to do.
+        head.metadata.owner_references = None;
+        pods.push(head);
+        let group = &cluster.spec.worker_group_specs.as_ref().context("groups")?[0];
+        for replica in 0..WORKERS {
+            let slot = WorkerSlot {
+                replica_index: replica as u32,
+                replica_name: None,
+                host_index: None,
+            };
+            let mut worker = worker_pod(&ctx, group, &slot);
+            worker.metadata.owner_references = None;
+            pods.push(worker);
+        }
+        let mut service = head_service(&cluster);
+        service.metadata.owner_references = None;
+        services.push(service);
+    }
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let service_api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    let mut writes: Vec<futures_util::future::BoxFuture<'static, kube::Result<()>>> = Vec::new();
+    for pod in pods {
+        let api = pod_api.clone();
+        writes.push(Box::pin(async move {
+            api.create(&PostParams::default(), &pod).await.map(drop)
+        }));
+    }
+    for service in services {
+        let api = service_api.clone();
+        writes.push(Box::pin(async move {
+            api.create(&PostParams::default(), &service).await.map(drop)
+        }));
+    }
+    stream::iter(writes)
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await
+        .context("baseline creates")?;
+    Ok(started.elapsed())
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = text.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 / per_second.max(1) as f64)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cp = ControlPlane::start_async().await?;
+    install_ray_crds(&cp)?;
+    let client = cp.client().await?;
+    let _webhook = Webhook::start(&cp)?;
+
+    let plain = baseline(&client).await?;
+    println!(
+        "baseline: {} Pods + {CLUSTERS} Services by a plain client in {:.2} s",
+        CLUSTERS * (WORKERS + 1),
+        plain.as_secs_f64()
+    );
+
+    create_namespace(&client, "bench").await?;
+    let controller = Controller::start_with(&cp, &["--namespace=bench"])?;
+    let pid = controller.pid();
+    let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
+    let clusters: Api<RayCluster> = Api::namespaced(client.clone(), "bench");
+    let objects: Vec<RayCluster> = (0..CLUSTERS)
+        .map(|i| sample(&format!("bench-{i}"), "bench"))
+        .collect::<Result<_>>()?;
+    let started = Instant::now();
+    stream::iter(objects)
+        .map(|cluster| {
+            let api = clusters.clone();
+            async move { api.create(&PostParams::default(), &cluster).await.map(drop) }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await
+        .context("creating the RayClusters")?;
+    let created = started.elapsed();
+    let want = (CLUSTERS * (WORKERS + 1), CLUSTERS);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let seen = count(&client, "bench").await?;
+        if seen.0 >= want.0 && seen.1 >= want.1 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {seen:?} of {want:?} Pods and Services after 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let materialized = started.elapsed();
+    // Let the controller settle, then make sure it made nothing extra.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let settled = count(&client, "bench").await?;
+    let rss = proc_status_kb(pid, "VmHWM:").unwrap_or(0);
+    let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+
+    println!(
+        "controller: {CLUSTERS} RayClusters created in {:.2} s; all {} Pods and {} Services after {:.2} s",
+        created.as_secs_f64(),
+        want.0,
+        want.1,
+        materialized.as_secs_f64()
+    );
+    println!(
+        "ratio controller / baseline: {:.2} (target <= 1.3)",
+        materialized.as_secs_f64() / plain.as_secs_f64()
+    );
+    println!(
+        "controller peak RSS (VmHWM): {:.1} MB (target <= 60 MB); CPU: {cpu:.2} s",
+        rss as f64 / 1024.0
+    );
+    println!("after 5 s more: {settled:?} Pods and Services (expected {want:?})");
+    if settled != want {
+        bail!("the controller created {settled:?}, expected {want:?}");
+    }
+    Ok(())
+}
