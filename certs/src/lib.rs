@@ -1,8 +1,26 @@
 //! Serving certificates for the admission webhook.
 //!
-//! Today: a self-signed CA and a serving certificate it signs (ECDSA P-256), for local runs and
-//! tests, where the CA goes into the webhook configurations' `caBundle`. Secret-backed
-//! self-managed mode with rotation and cert-manager mode come next (issue 8).
+//! - [`issue`]: a CA and the serving certificates it signs (ECDSA P-256), and
+//!   [`self_signed`] for local runs and tests.
+//! - [`bundle`]: the self-managed certificates and their Secret form.
+//! - [`rotation`]: when to renew what, as a pure function of the certificates and the time.
+//! - [`status`]: what `raygate certs status` reports, from the Secret and the `caBundle`s.
+//! - [`manager`]: the Kubernetes side of self-managed mode (Secret, `caBundle`, watch, loop).
+//! - [`serving_dir`]: the local files the webhook's reloading resolver serves.
+
+pub mod bundle;
+pub mod issue;
+pub mod manager;
+pub mod parsed;
+pub mod rotation;
+pub mod serving_dir;
+pub mod status;
+
+pub use bundle::CertBundle;
+pub use issue::{KeyedCertificate, ServingNames};
+
+pub use manager::{CertManager, ManagerConfig, WebhookConfigNames};
+pub use rotation::{Lifetimes, Step};
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -22,6 +40,18 @@ pub enum Error {
     Write {
         path: String,
         source: std::io::Error,
+    },
+    #[error("{what}: {reason}")]
+    InvalidCertificate { what: String, reason: String },
+    #[error("the Secret has no {key:?}")]
+    SecretMissingKey { key: String },
+    #[error(
+        "serving certificate lifetime {serving:?} must be at least {min:?} and at most half the CA lifetime {ca:?}",
+        min = rotation::MIN_SERVING_LIFETIME
+    )]
+    Lifetimes {
+        serving: std::time::Duration,
+        ca: std::time::Duration,
     },
 }
 

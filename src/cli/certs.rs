@@ -1,4 +1,5 @@
 //! `raygate certs self-signed`: a CA and a serving certificate for local runs and tests.
+//! `raygate certs status`: whether the cluster's webhooks trust the certificate raygate serves.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -6,6 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use raygate_certs::WebhookConfigNames;
+use raygate_webhook::webhook_config::CONFIGURATION_NAME;
 
 #[derive(Debug, Args)]
 pub struct CertsArgs {
@@ -17,6 +20,65 @@ pub struct CertsArgs {
 enum CertsCommand {
     /// Write ca.crt, tls.crt and tls.key for a new self-signed CA and serving certificate.
     SelfSigned(SelfSignedArgs),
+    /// Print the certificate mode, expiry dates, and whether each webhook's caBundle trusts
+    /// the served certificate (exit 1 when any does not, or anything expired).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Kubeconfig to use. Default: in-cluster, $KUBECONFIG, or ~/.kube/config.
+    #[arg(long, env = "RAYGATE_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// raygate's namespace (holds the certificate Secret).
+    #[arg(long, env = "RAYGATE_NAMESPACE", default_value = "raygate-system")]
+    namespace: String,
+    /// The certificate Secret.
+    #[arg(
+        long,
+        env = "RAYGATE_SECRET_NAME",
+        default_value = "raygate-webhook-tls"
+    )]
+    secret_name: String,
+    /// MutatingWebhookConfiguration to check ("" for none).
+    #[arg(long, env = "RAYGATE_MUTATING_WEBHOOK_CONFIG", default_value = CONFIGURATION_NAME)]
+    mutating_webhook_config: String,
+    /// ValidatingWebhookConfiguration to check ("" for none).
+    #[arg(long, env = "RAYGATE_VALIDATING_WEBHOOK_CONFIG", default_value = CONFIGURATION_NAME)]
+    validating_webhook_config: String,
+}
+
+impl StatusArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        raygate_webhook::install_crypto_provider();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let non_empty = |name: String| (!name.is_empty()).then_some(name);
+        let configs = WebhookConfigNames {
+            mutating: non_empty(self.mutating_webhook_config),
+            validating: non_empty(self.validating_webhook_config),
+        };
+        let report = runtime.block_on(async {
+            let client = super::kube_client::kube_client(self.kubeconfig.as_deref()).await?;
+            raygate_certs::manager::read_status(
+                &client,
+                &self.namespace,
+                &self.secret_name,
+                &configs,
+            )
+            .await
+            .map_err(anyhow::Error::from)
+        });
+        let report = report.context("reading certificates from the cluster")?;
+        print!("{}", report.render());
+        Ok(if report.problems().is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +109,7 @@ impl CertsArgs {
                 println!("wrote ca.crt, tls.crt, tls.key to {}", args.dir.display());
                 Ok(ExitCode::SUCCESS)
             }
+            CertsCommand::Status(args) => args.run(),
         }
     }
 }

@@ -31,8 +31,25 @@ struct WarningLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+    rule: String,
+    action: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RotationLabels {
+    step: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateErrorLabels {
+    reason: String,
 }
 
 /// The webhook's metrics and the registry that renders them.
@@ -44,6 +61,9 @@ pub struct Metrics {
     warnings: Family<WarningLabels, Counter>,
     tls_reloads: Family<ReloadLabels, Counter>,
     certificate_expiry: Gauge,
+    certificate_rotations: Family<RotationLabels, Counter>,
+    certificate_errors: Family<CertificateErrorLabels, Counter>,
+    policy_violations: Family<PolicyLabels, Counter>,
 }
 
 /// The label for a kind: one of ours, or `other` so a misconfigured webhook can't blow up
@@ -104,6 +124,24 @@ impl Metrics {
             Unit::Seconds,
             certificate_expiry.clone(),
         );
+        let certificate_rotations = Family::<RotationLabels, Counter>::default();
+        registry.register(
+            "certificate_rotations",
+            "Changes this replica wrote to the self-managed certificate Secret, by step",
+            certificate_rotations.clone(),
+        );
+        let certificate_errors = Family::<CertificateErrorLabels, Counter>::default();
+        registry.register(
+            "certificate_sync_errors",
+            "Failures keeping the self-managed Secret, files or caBundles current, by reason",
+            certificate_errors.clone(),
+        );
+        let policy_violations = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_violations",
+            "RayPolicy rules broken by admitted or denied Ray objects, by policy, rule and action",
+            policy_violations.clone(),
+        );
         Self {
             registry,
             requests,
@@ -111,6 +149,9 @@ impl Metrics {
             warnings,
             tls_reloads,
             certificate_expiry,
+            certificate_rotations,
+            certificate_errors,
+            policy_violations,
         }
     }
 
@@ -148,6 +189,20 @@ impl Metrics {
         }
     }
 
+    /// Counts RayPolicy violations (the validating call reports them; mutation never does, so
+    /// each is counted once per admission).
+    pub fn observe_policy_violations(&self, violations: &[raygate_api::policy::Violation]) {
+        for violation in violations {
+            self.policy_violations
+                .get_or_create(&PolicyLabels {
+                    policy: violation.policy.clone(),
+                    rule: violation.rule.to_owned(),
+                    action: violation.action.as_str().to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// Records a body that was not an AdmissionReview we could answer.
     pub fn observe_rejected_body(&self, endpoint: Endpoint) {
         self.requests
@@ -165,6 +220,23 @@ impl Metrics {
         self.tls_reloads
             .get_or_create(&ReloadLabels {
                 result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Self-managed mode wrote a rotation `step` (`renew_serving`, `start_ca_rotation`, ...).
+    pub fn observe_certificate_rotation(&self, step: &str) {
+        self.certificate_rotations
+            .get_or_create(&RotationLabels {
+                step: step.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn observe_certificate_sync_error(&self, reason: &str) {
+        self.certificate_errors
+            .get_or_create(&CertificateErrorLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::Error;
 use crate::certificate::{CertificatePaths, CertificateResolver, Reload};
 use crate::metrics::Metrics;
+use crate::policy_state::PolicyState;
 use crate::routes::{
     AdminState, AdmissionState, DEFAULT_BODY_LIMIT, admin_router, admission_router,
 };
@@ -40,6 +41,8 @@ pub struct ServerConfig {
     pub certificate_poll_interval: Duration,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// The RayPolicies in force (files and, when watched, the cluster's).
+    pub policies: Arc<PolicyState>,
 }
 
 impl ServerConfig {
@@ -53,6 +56,7 @@ impl ServerConfig {
             certificate_poll_interval: Duration::from_secs(1),
             // Kubernetes' default terminationGracePeriodSeconds is 30.
             shutdown_grace: Duration::from_secs(25),
+            policies: Arc::new(PolicyState::default()),
         }
     }
 }
@@ -142,6 +146,7 @@ impl Server {
             let app = admin_router(AdminState {
                 metrics: metrics.clone(),
                 ready: ready.clone(),
+                policies: config.policies.clone(),
             });
             let mut stop = stop_rx.clone();
             async move {
@@ -162,6 +167,7 @@ impl Server {
             metrics,
             body_limit: config.body_limit,
             body_read_timeout: config.header_read_timeout,
+            policies: config.policies.clone(),
         });
         let graceful = GracefulShutdown::new();
         tracing::info!(
