@@ -7,9 +7,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, ValueEnum};
-use raygate_webhook::webhook_config::{
-    WebhookConfigOptions, WebhookTarget, webhook_configurations,
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
+use kube::api::{Api, DeleteParams};
+use raygate_webhook::webhook_config::{
+    CONFIGURATION_NAME, WebhookConfigOptions, WebhookTarget, webhook_configurations,
+};
+
+use super::kube_client::kube_client;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
@@ -18,8 +24,19 @@ enum Format {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["url", "service"])))]
+#[command(group(ArgGroup::new("target").args(["url", "service"])))]
 pub struct WebhookConfigArgs {
+    /// Delete the configurations named --name from the cluster instead of printing them (the
+    /// Helm chart's pre-delete hook runs this, so uninstalling never leaves a webhook that
+    /// blocks Ray objects).
+    #[arg(long, conflicts_with = "target")]
+    delete: bool,
+    /// Name of both configuration objects, for --delete.
+    #[arg(long, default_value = CONFIGURATION_NAME, requires = "delete")]
+    name: String,
+    /// Kubeconfig for --delete (default: in-cluster service account, then $KUBECONFIG).
+    #[arg(long, env = "RAYGATE_KUBECONFIG", requires = "delete")]
+    kubeconfig: Option<PathBuf>,
     /// Reach the webhook at this base URL (https://HOST:PORT); /mutate and /validate are appended.
     #[arg(long, env = "RAYGATE_WEBHOOK_URL")]
     url: Option<String>,
@@ -49,6 +66,9 @@ pub struct WebhookConfigArgs {
 
 impl WebhookConfigArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        if self.delete {
+            return delete(&self.name, self.kubeconfig.as_deref());
+        }
         let target = match (self.url, self.service) {
             (Some(url), _) => {
                 if !url.starts_with("https://") {
@@ -104,4 +124,37 @@ impl WebhookConfigArgs {
                 .map(|()| ExitCode::SUCCESS),
         }
     }
+}
+
+/// Deletes both configurations; one that is already gone is not an error (a retried hook).
+fn delete(name: &str, kubeconfig: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = kube_client(kubeconfig).await?;
+        delete_one(
+            Api::<MutatingWebhookConfiguration>::all(client.clone()),
+            name,
+        )
+        .await?;
+        delete_one(Api::<ValidatingWebhookConfiguration>::all(client), name).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn delete_one<K>(api: Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => println!("{kind}/{name} deleted"),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            println!("{kind}/{name} not found (already deleted)")
+        }
+        Err(error) => return Err(error).with_context(|| format!("deleting {kind}/{name}")),
+    }
+    Ok(())
 }

@@ -1,0 +1,422 @@
+//! The Helm chart and kustomize base in `deploy/`: they lint and render in every mode, say what
+//! is wrong with bad values, match what raygate itself generates (webhook configurations, CRDs),
+//! are accepted by a real API server, and grant each component only what it needs.
+
+use raygate_api::manifest::parse_documents;
+use raygate_e2e::control_plane::workspace_root;
+use raygate_e2e::helm::{KUBE_VERSION, RELEASE_NAMESPACE, chart_dir, helm, render};
+use raygate_e2e::service_account::kubeconfig_as;
+use raygate_e2e::webhook::raygate_binary;
+use raygate_e2e::{ControlPlane, install_policy_crd, install_ray_crds};
+use serde_json::Value;
+
+fn documents(yaml: &str) -> Vec<Value> {
+    parse_documents(yaml)
+        .expect("rendered output is YAML")
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind}/{name} in the rendered chart"))
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = docs
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+fn raygate(args: &[&str]) -> String {
+    let out = std::process::Command::new(raygate_binary().expect("raygate binary"))
+        .args(args)
+        .output()
+        .expect("run raygate");
+    assert!(
+        out.status.success(),
+        "raygate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn chart_lints_and_renders_in_every_mode() {
+    let chart = chart_dir();
+    let chart = chart.to_str().expect("UTF-8 path");
+    let lint = helm(&["lint", "--strict", chart, "--kube-version", KUBE_VERSION]).expect("helm");
+    assert!(lint.success, "helm lint: {}{}", lint.stdout, lint.stderr);
+
+    let default = documents(&render(&[]).expect("default values render"));
+    let deployment = find(&default, "Deployment", "raygate-webhook");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let pdb = find(&default, "PodDisruptionBudget", "raygate-webhook");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let env = container["env"].as_array().expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "RAYGATE_CERT_MODE" && e["value"] == "self-managed"),
+        "self-managed certificates by default: {env:?}"
+    );
+    // Hooks render with the chart: the pre-delete Job removes the webhook configurations.
+    let hook = find(&default, "Job", "raygate-uninstall");
+    assert_eq!(
+        hook["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-delete"
+    );
+    for kind in [
+        "ServiceMonitor",
+        "PodMonitor",
+        "NetworkPolicy",
+        "Certificate",
+        "RayPolicy",
+    ] {
+        assert!(
+            !kinds(&default).contains(&kind.to_owned()),
+            "{kind} is opt-in"
+        );
+    }
+
+    let cert_manager = documents(
+        &render(&[
+            "--api-versions",
+            "cert-manager.io/v1",
+            "--set",
+            "certificates.mode=certManager",
+        ])
+        .expect("cert-manager mode renders when its API exists"),
+    );
+    let certificate = find(&cert_manager, "Certificate", "raygate-webhook");
+    assert_eq!(
+        certificate["spec"]["dnsNames"][0],
+        "raygate-webhook.raygate-system.svc"
+    );
+    let mutating = find(&cert_manager, "MutatingWebhookConfiguration", "raygate");
+    assert_eq!(
+        mutating["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "raygate-system/raygate-webhook"
+    );
+    let volumes = &find(&cert_manager, "Deployment", "raygate-webhook")["spec"]["template"]["spec"]
+        ["volumes"];
+    assert_eq!(volumes[0]["secret"]["secretName"], "raygate-webhook-tls");
+
+    let everything = documents(
+        &render(&[
+            "--api-versions",
+            "monitoring.coreos.com/v1",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "metrics.podMonitor.enabled=true",
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "crds.upgrade=true",
+            "--set",
+            "watchNamespaces={team-a,team-b}",
+        ])
+        .expect("every option renders"),
+    );
+    for kind in [
+        "ServiceMonitor",
+        "PodMonitor",
+        "NetworkPolicy",
+        "CustomResourceDefinition",
+    ] {
+        assert!(
+            kinds(&everything).contains(&kind.to_owned()),
+            "{kind} missing"
+        );
+    }
+    let args = &find(&everything, "Deployment", "raygate-controller")["spec"]["template"]["spec"]["containers"]
+        [0]["args"];
+    assert_eq!(
+        args,
+        &serde_json::json!(["controller", "--namespace=team-a", "--namespace=team-b"])
+    );
+}
+
+#[test]
+fn bad_values_are_refused_with_what_is_wrong() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--set", "webhook.replicas=0"], "webhook/replicas"),
+        (&["--set", "certificates.mode=vault"], "certificates/mode"),
+        (&["--set", "logFormat=xml"], "logFormat"),
+        (
+            &["--set", "certificates.mode=certManager"],
+            "cert-manager.io/v1 CRDs are not installed",
+        ),
+    ];
+    for (args, phrase) in cases {
+        let error = render(args).expect_err("bad values must not render");
+        assert!(
+            error.to_string().contains(phrase),
+            "{args:?}: expected {phrase:?} in {error}"
+        );
+    }
+}
+
+#[test]
+fn chart_webhook_configurations_match_raygate_webhook_config() {
+    let chart = documents(&render(&[]).expect("render"));
+    let generated: Value = serde_json::from_str(&raygate(&[
+        "webhook-config",
+        "--service",
+        "raygate-webhook",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--output",
+        "json",
+    ]))
+    .expect("JSON");
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let ours = generated["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["kind"] == kind)
+            .expect("generated");
+        let in_chart = find(&chart, kind, "raygate");
+        assert_eq!(
+            in_chart["webhooks"], ours["webhooks"],
+            "{kind}: the chart drifted from `raygate webhook-config`"
+        );
+    }
+}
+
+#[test]
+fn chart_crds_and_kustomize_base_are_up_to_date() {
+    let crds = std::fs::read_to_string(chart_dir().join("crds/raygate-crds.yaml")).expect("crds");
+    assert_eq!(
+        documents(&crds),
+        documents(&raygate(&["crd"])),
+        "deploy/helm/raygate/crds/raygate-crds.yaml differs from `raygate crd`: regenerate it"
+    );
+    let base = std::fs::read_to_string(workspace_root().join("deploy/kustomize/raygate.yaml"))
+        .expect("kustomize base");
+    let rendered = render(&["--include-crds", "--no-hooks"]).expect("render");
+    assert_eq!(
+        documents(&base),
+        documents(&rendered),
+        "deploy/kustomize/raygate.yaml differs from the chart: run deploy/render-kustomize.sh"
+    );
+}
+
+fn kubectl_ok(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cp.kubectl(args, stdin).expect("run kubectl");
+    assert!(out.success(), "kubectl {args:?} failed:\n{out}");
+    out.stdout
+}
+
+fn can(cp: &ControlPlane, account: &str, verb: &str, resource: &str, namespace: &str) -> bool {
+    let user = format!("system:serviceaccount:{RELEASE_NAMESPACE}:{account}");
+    let mut args = vec!["auth", "can-i", verb, "-n", namespace, "--as", &user];
+    // `kind/name` names an object; `kind/status` a subresource, which kubectl takes apart.
+    match resource.strip_suffix("/status") {
+        Some(kind) => args.extend([kind, "--subresource=status"]),
+        None => args.push(resource),
+    }
+    let out = cp.kubectl(&args, None).expect("run kubectl");
+    match out.stdout.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl auth can-i answered {other:?}: {out}"),
+    }
+}
+
+#[test]
+fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    kubectl_ok(&cp, &["create", "namespace", RELEASE_NAMESPACE], None);
+    kubectl_ok(&cp, &["create", "namespace", "team-a"], None);
+    // The chart's crds/ equal these (chart_crds_and_kustomize_base_are_up_to_date).
+    install_ray_crds(&cp).expect("Ray CRDs");
+    install_policy_crd(&cp).expect("RayPolicy CRD");
+
+    let rendered = render(&["--set", "networkPolicy.enabled=true"]).expect("render");
+    let dry_run = kubectl_ok(
+        &cp,
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&rendered),
+    );
+    assert!(
+        dry_run.contains("deployment.apps/raygate-webhook created (server dry run)"),
+        "{dry_run}"
+    );
+
+    // The RBAC for real, then ask the API server what each ServiceAccount may do.
+    let rbac: Vec<Value> = documents(&rendered)
+        .into_iter()
+        .filter(|d| {
+            let kind = d["kind"].as_str().unwrap_or_default();
+            matches!(
+                kind,
+                "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
+            ) && d["metadata"]["annotations"]["helm.sh/hook"].is_null()
+        })
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&list.to_string()));
+
+    let webhook = "raygate-webhook";
+    let controller = "raygate-controller";
+    // What the components need.
+    assert!(can(
+        &cp,
+        webhook,
+        "watch",
+        "raypolicies.raygate.io",
+        "default"
+    ));
+    assert!(can(&cp, webhook, "list", "namespaces", "default"));
+    assert!(can(&cp, webhook, "create", "secrets", RELEASE_NAMESPACE));
+    assert!(can(
+        &cp,
+        webhook,
+        "update",
+        "secrets/raygate-webhook-tls",
+        RELEASE_NAMESPACE
+    ));
+    assert!(can(
+        &cp,
+        webhook,
+        "patch",
+        "validatingwebhookconfigurations/raygate",
+        "default"
+    ));
+    assert!(can(&cp, controller, "create", "pods", "team-a"));
+    assert!(can(&cp, controller, "delete", "services", "team-a"));
+    assert!(can(
+        &cp,
+        controller,
+        "update",
+        "rayclusters.ray.io/status",
+        "team-a"
+    ));
+    assert!(can(
+        &cp,
+        controller,
+        "update",
+        "leases/raygate-controller",
+        RELEASE_NAMESPACE
+    ));
+    // What they must not be able to do.
+    for namespace in ["default", "team-a", "kube-system"] {
+        assert!(!can(&cp, webhook, "get", "secrets", namespace));
+        assert!(!can(&cp, controller, "get", "secrets", namespace));
+        assert!(!can(&cp, controller, "list", "secrets", namespace));
+        assert!(!can(&cp, webhook, "create", "pods", namespace));
+    }
+    assert!(!can(
+        &cp,
+        webhook,
+        "get",
+        "secrets/other",
+        RELEASE_NAMESPACE
+    ));
+    assert!(!can(
+        &cp,
+        webhook,
+        "patch",
+        "validatingwebhookconfigurations/someone-elses",
+        "default"
+    ));
+    assert!(!can(
+        &cp,
+        controller,
+        "delete",
+        "rayclusters.ray.io",
+        "team-a"
+    ));
+    assert!(!can(
+        &cp,
+        controller,
+        "update",
+        "leases/kube-scheduler",
+        "kube-system"
+    ));
+}
+
+#[test]
+fn uninstall_hook_removes_the_webhook_configurations_as_its_service_account() {
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    kubectl_ok(&cp, &["create", "namespace", RELEASE_NAMESPACE], None);
+    // Configurations pointing nowhere: exactly what blocks Ray objects after a bad uninstall.
+    let configs = raygate(&[
+        "webhook-config",
+        "--url",
+        "https://127.0.0.1:9",
+        "--namespace",
+        RELEASE_NAMESPACE,
+    ]);
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&configs));
+    let hook: Vec<Value> = documents(&render(&[]).expect("render"))
+        .into_iter()
+        .filter(|d| {
+            d["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete" && d["kind"] != "Job"
+        })
+        .collect();
+    let job = documents(&render(&[]).expect("render"))
+        .into_iter()
+        .find(|d| d["kind"] == "Job")
+        .expect("the hook Job");
+    let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_owned())
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": hook});
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&list.to_string()));
+
+    let kubeconfig =
+        kubeconfig_as(&cp, RELEASE_NAMESPACE, "raygate-uninstall").expect("kubeconfig");
+    let kubeconfig = kubeconfig.to_str().expect("UTF-8").to_owned();
+    let mut hook_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    hook_args.extend(["--kubeconfig", &kubeconfig]);
+    let first = raygate(&hook_args);
+    assert!(
+        first.contains("MutatingWebhookConfiguration/raygate deleted"),
+        "{first}"
+    );
+    assert!(
+        first.contains("ValidatingWebhookConfiguration/raygate deleted"),
+        "{first}"
+    );
+    // A retried hook finds nothing and still succeeds.
+    let again = raygate(&hook_args);
+    assert!(again.contains("not found"), "{again}");
+    let left = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "mutatingwebhookconfigurations,validatingwebhookconfigurations",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(!left.contains("raygate"), "{left}");
+}
