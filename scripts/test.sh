@@ -7,6 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tests/controlplane/build.sh
 export RAYGATE_CONTROLPLANE_BIN="$PWD/target/controlplane/bin"
+# helm, for the chart tests (built from its Go module, cached under target/tools/).
+bash tests/tools/build-helm.sh
+export RAYGATE_HELM_BIN="$PWD/target/tools/bin/helm"
 # The end-to-end tests run `raygate webhook` as its own process.
 cargo build --bin raygate
 export RAYGATE_BIN="$PWD/target/debug/raygate"

@@ -27,7 +27,7 @@ pub struct CrdArgs {
 
 impl CrdArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let crds = raygate_api::crd::ray_crds();
+        let crds = raygate_api::crd::all_crds();
         let text = match self.output {
             Format::Yaml => raygate_api::crd::to_yaml(&crds).context("serializing CRDs as YAML")?,
             Format::Json => {

@@ -1,22 +1,24 @@
 //! `raygate webhook`: the admission webhook server (TLS on `--listen`, health and metrics on
 //! `--admin-listen`), until SIGTERM or SIGINT.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use raygate_webhook::{CertificatePaths, Server, ServerConfig, shutdown_signal};
-use tracing_subscriber::EnvFilter;
+use clap::Args;
+use raygate_api::policy::PolicySet;
+use raygate_webhook::{
+    CertificatePaths, PolicyState, Server, ServerConfig, policy_files, policy_watch,
+    shutdown_signal,
+};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+use raygate_certs::manager::CertEvent;
+
+use super::cert_mode::{CertMode, CertModeArgs};
+use super::logging::{LogFormat, init_tracing};
 
 #[derive(Debug, Args)]
 pub struct WebhookArgs {
@@ -27,11 +29,14 @@ pub struct WebhookArgs {
     #[arg(long, env = "RAYGATE_ADMIN_LISTEN", default_value = "0.0.0.0:8081")]
     admin_listen: SocketAddr,
     /// PEM file with the serving certificate (and its chain). Re-read when it changes.
-    #[arg(long, env = "RAYGATE_TLS_CERT")]
-    tls_cert: PathBuf,
+    /// Implies --cert-mode file.
+    #[arg(long, env = "RAYGATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
     /// PEM file with the serving certificate's private key. Re-read when it changes.
-    #[arg(long, env = "RAYGATE_TLS_KEY")]
-    tls_key: PathBuf,
+    #[arg(long, env = "RAYGATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    certs: CertModeArgs,
     /// Largest AdmissionReview body accepted, in bytes (the API server's own limit is 3 MiB).
     #[arg(long, env = "RAYGATE_BODY_LIMIT_BYTES", default_value_t = raygate_webhook::routes::DEFAULT_BODY_LIMIT)]
     body_limit_bytes: usize,
@@ -48,9 +53,15 @@ pub struct WebhookArgs {
     /// The cluster's DNS domain (for Service names in generated certificates).
     #[arg(long, env = "RAYGATE_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
-    /// Directory of RayPolicy YAML files (accepted; policies are not enforced yet).
+    /// Directory (or file) of RayPolicy YAML, enforced with the cluster's RayPolicies. Read at
+    /// start; one invalid policy stops the webhook.
     #[arg(long, env = "RAYGATE_POLICY_DIR")]
     policy_dir: Option<PathBuf>,
+    /// Kubeconfig for watching RayPolicies and Namespaces. Default: the in-cluster service
+    /// account when running in a pod, else $KUBECONFIG when set, else no watches (file
+    /// policies only).
+    #[arg(long, env = "RAYGATE_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
     /// Log output: human-readable text or one JSON object per line. Filter with RUST_LOG.
     #[arg(long, value_enum, env = "RAYGATE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -60,20 +71,29 @@ impl WebhookArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         init_tracing(self.log_format)?;
         raygate_webhook::install_crypto_provider();
-        if let Some(dir) = &self.policy_dir {
-            tracing::warn!(policy_dir = %dir.display(), "--policy-dir is accepted but policies are not enforced yet");
-        }
+        let files = match &self.policy_dir {
+            Some(dir) => policy_files::load(std::slice::from_ref(dir))
+                .with_context(|| format!("loading policies from {}", dir.display()))?,
+            None => PolicySet::default(),
+        };
+        tracing::info!(policies = files.len(), "file policies loaded");
+        let policies = Arc::new(PolicyState::from_files(files));
         tracing::debug!(cluster_domain = %self.cluster_domain, "configuration");
-        let config = ServerConfig {
+        let cert_mode = self.certs.mode(self.tls_cert.is_some());
+        if cert_mode == CertMode::File && self.tls_cert.is_none() {
+            anyhow::bail!("--cert-mode file needs --tls-cert and --tls-key");
+        }
+        let mut config = ServerConfig {
             listen: self.listen,
             admin_listen: self.admin_listen,
             certificate: CertificatePaths {
-                cert: self.tls_cert,
-                key: self.tls_key,
+                cert: self.tls_cert.clone().unwrap_or_default(),
+                key: self.tls_key.clone().unwrap_or_default(),
             },
             body_limit: self.body_limit_bytes,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds.max(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            policies: policies.clone(),
             ..ServerConfig::new(CertificatePaths {
                 cert: PathBuf::new(),
                 key: PathBuf::new(),
@@ -84,43 +104,50 @@ impl WebhookArgs {
             .build()
             .context("starting the async runtime")?;
         runtime.block_on(async {
+            let client = super::kube_client::configured_kube_client(self.kubeconfig.as_deref())
+                .await
+                .context("connecting to the API server for RayPolicy and Namespace watches")?;
+            match client {
+                Some(client) => {
+                    // Not ready until the watches have listed: admitting earlier would skip
+                    // the cluster's policies.
+                    policies.mark_unsynced();
+                    tokio::spawn(policy_watch::run(client, policies.clone()));
+                }
+                None => tracing::info!(
+                    "no cluster access configured: enforcing --policy-dir policies only"
+                ),
+            }
+            // Self-managed: the files must exist before the server loads them.
+            let self_managed = match cert_mode {
+                CertMode::File => None,
+                CertMode::SelfManaged => {
+                    let certs = self
+                        .certs
+                        .start_self_managed(self.kubeconfig.as_deref(), &self.cluster_domain)
+                        .await?;
+                    config.certificate = certs.paths.clone();
+                    Some(certs)
+                }
+            };
             let server = Server::bind(config)
                 .await
                 .context("starting the admission webhook")?;
+            if let Some(certs) = &self_managed {
+                let metrics = server.metrics();
+                certs.manager.set_observer(move |event| match event {
+                    CertEvent::Rotated(step) => metrics.observe_certificate_rotation(step.as_str()),
+                    CertEvent::SyncFailed(reason) => metrics.observe_certificate_sync_error(reason),
+                });
+                tokio::spawn(certs.manager.clone().run());
+            }
             server
                 .run(shutdown_signal())
                 .await
                 .context("serving the admission webhook")?;
             tracing::info!("stopped");
+            drop(self_managed);
             Ok(ExitCode::SUCCESS)
         })
     }
-}
-
-/// hyper, h2 and rustls log every connection at debug; keep them to warnings unless RUST_LOG
-/// says otherwise.
-const DEFAULT_LOG_FILTER: &str =
-    "info,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,tokio_rustls=warn,tower=warn";
-
-fn init_tracing(format: LogFormat) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => {
-            EnvFilter::try_new(&directives).with_context(|| format!("RUST_LOG={directives:?}"))?
-        }
-        _ => EnvFilter::new(DEFAULT_LOG_FILTER),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-    };
-    installed.map_err(|error| anyhow::anyhow!("setting up logging: {error}"))
 }

@@ -1,10 +1,16 @@
 //! Test support: the local control plane (etcd + kube-apiserver) and helpers named for what a user sees.
 
 pub mod control_plane;
+pub mod controller;
+pub mod helm;
+pub mod kubelet;
 pub mod kuberay_samples;
 pub mod ray_crds;
+pub mod self_managed;
+pub mod service_account;
 pub mod webhook;
 
 pub use control_plane::{Binaries, ControlPlane, KubectlOutput};
-pub use ray_crds::install_ray_crds;
-pub use webhook::Webhook;
+pub use controller::Controller;
+pub use ray_crds::{install_policy_crd, install_ray_crds};
+pub use webhook::{Webhook, WebhookOptions};

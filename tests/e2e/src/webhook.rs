@@ -34,9 +34,24 @@ pub struct Webhook {
     dir: tempfile::TempDir,
 }
 
+/// How to run the webhook beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookOptions {
+    /// Give the webhook the control plane's kubeconfig, so it watches RayPolicies and
+    /// Namespaces (the RayPolicy CRD must be installed first).
+    pub watch_cluster: bool,
+    /// `--policy-dir`.
+    pub policy_dir: Option<PathBuf>,
+}
+
 impl Webhook {
     /// Starts the webhook, waits until it is ready, and registers it with the control plane.
     pub fn start(cp: &ControlPlane) -> Result<Self> {
+        Self::start_with(cp, &WebhookOptions::default())
+    }
+
+    /// [`Webhook::start`] with options.
+    pub fn start_with(cp: &ControlPlane, options: &WebhookOptions) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("raygate-webhook-")
             .tempdir()
@@ -63,6 +78,12 @@ impl Webhook {
                 dir.path().join("tls.key").display()
             ))
             .env("RUST_LOG", "info");
+        if options.watch_cluster {
+            command.arg(format!("--kubeconfig={}", cp.kubeconfig_path().display()));
+        }
+        if let Some(policy_dir) = &options.policy_dir {
+            command.arg(format!("--policy-dir={}", policy_dir.display()));
+        }
         let log = dir.path().join("webhook.log");
         let mut process = Supervised::spawn("raygate webhook", command, &log)?;
         let deadline = Instant::now() + Duration::from_secs(30);
