@@ -1,7 +1,7 @@
 //! `raygate controller` running as its own process against the local control plane, its
 //! admin port on 127.0.0.1. Stopped when dropped; [`Controller::kill`] plays a crash.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,11 @@ impl Controller {
 
     /// Same, with extra flags (`--leader-elect`, `--namespace=...`).
     pub fn start_with(cp: &ControlPlane, extra: &[&str]) -> Result<Self> {
+        Self::start_as(cp, cp.kubeconfig_path(), extra)
+    }
+
+    /// Same, with another kubeconfig (e.g. one impersonating raygate's ServiceAccount).
+    pub fn start_as(cp: &ControlPlane, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("raygate-controller-")
             .tempdir()
@@ -33,7 +38,7 @@ impl Controller {
         let mut command = Command::new(raygate_binary()?);
         command
             .arg("controller")
-            .arg(format!("--kubeconfig={}", cp.kubeconfig_path().display()))
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
             .args(extra)
             .env("RUST_LOG", "info,raygate_controller=debug");

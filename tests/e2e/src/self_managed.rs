@@ -25,6 +25,9 @@ pub struct SelfManagedOptions {
     pub serving_cert_lifetime: Option<String>,
     /// `--ca-lifetime`, e.g. `90s`.
     pub ca_lifetime: Option<String>,
+    /// Kubeconfig to run with (e.g. one impersonating raygate's ServiceAccount); default:
+    /// the control plane's admin kubeconfig.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 pub struct SelfManagedWebhook {
@@ -47,7 +50,14 @@ impl SelfManagedWebhook {
         command
             .arg("webhook")
             .arg("--cert-mode=self-managed")
-            .arg(format!("--kubeconfig={}", cp.kubeconfig_path().display()))
+            .arg(format!(
+                "--kubeconfig={}",
+                options
+                    .kubeconfig
+                    .as_deref()
+                    .unwrap_or(cp.kubeconfig_path())
+                    .display()
+            ))
             .arg(format!("--namespace={NAMESPACE}"))
             .arg(format!("--secret-name={SECRET_NAME}"))
             // The API server calls the webhook by URL on loopback (the network rule).

@@ -5,9 +5,13 @@
 use raygate_api::manifest::parse_documents;
 use raygate_e2e::control_plane::workspace_root;
 use raygate_e2e::helm::{KUBE_VERSION, RELEASE_NAMESPACE, chart_dir, helm, render};
+use raygate_e2e::kuberay_samples::sample_text;
+use raygate_e2e::self_managed::{
+    SelfManagedOptions, SelfManagedWebhook, register_without_ca_bundle,
+};
 use raygate_e2e::service_account::kubeconfig_as;
 use raygate_e2e::webhook::raygate_binary;
-use raygate_e2e::{ControlPlane, install_policy_crd, install_ray_crds};
+use raygate_e2e::{ControlPlane, Controller, install_policy_crd, install_ray_crds};
 use serde_json::Value;
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -419,4 +423,193 @@ fn uninstall_hook_removes_the_webhook_configurations_as_its_service_account() {
         None,
     );
     assert!(!left.contains("raygate"), "{left}");
+}
+
+/// Waits up to 30 s for `kubectl get` to print something containing `needle`.
+fn eventually_contains(cp: &ControlPlane, args: &[&str], needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = cp.kubectl(args, None).expect("run kubectl");
+        if out.success() && out.stdout.contains(needle) {
+            return out.stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl {args:?} never showed {needle:?}:\n{out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn webhook_and_controller_work_as_their_service_accounts_with_the_chart_rbac() {
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    kubectl_ok(&cp, &["create", "namespace", RELEASE_NAMESPACE], None);
+    kubectl_ok(&cp, &["create", "namespace", "team-a"], None);
+    install_ray_crds(&cp).expect("Ray CRDs");
+    install_policy_crd(&cp).expect("RayPolicy CRD");
+    let rbac: Vec<Value> = documents(&render(&[]).expect("render"))
+        .into_iter()
+        .filter(|d| {
+            let kind = d["kind"].as_str().unwrap_or_default();
+            matches!(
+                kind,
+                "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
+            ) && d["metadata"]["annotations"]["helm.sh/hook"].is_null()
+        })
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&list.to_string()));
+
+    // The webhook as raygate-webhook: its own certificates (Secret, caBundle), policy and
+    // namespace watches.
+    let webhook_kubeconfig =
+        kubeconfig_as(&cp, RELEASE_NAMESPACE, "raygate-webhook").expect("kubeconfig");
+    let webhook = SelfManagedWebhook::start(
+        &cp,
+        &SelfManagedOptions {
+            kubeconfig: Some(webhook_kubeconfig),
+            ..SelfManagedOptions::default()
+        },
+    )
+    .expect("the webhook starts as its ServiceAccount");
+    register_without_ca_bundle(&cp, webhook.port()).expect("register the webhooks");
+    // The controller as raygate-controller, leader-elected like the chart runs it.
+    let controller_kubeconfig =
+        kubeconfig_as(&cp, RELEASE_NAMESPACE, "raygate-controller").expect("kubeconfig");
+    let controller = Controller::start_as(
+        &cp,
+        &controller_kubeconfig,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace=raygate-system",
+        ],
+    )
+    .expect("the controller starts as its ServiceAccount");
+
+    // The happy path: admitted with defaults, materialized, status and events written.
+    let sample = sample_text("ray-cluster.sample.yaml").expect("sample");
+    let applied = eventually_apply(&cp, &sample);
+    assert!(applied.contains("raycluster-kuberay created"), "{applied}");
+    let stored = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "raycluster",
+            "raycluster-kuberay",
+            "-n",
+            "team-a",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(
+        stored.contains("raygate.io/normalized"),
+        "not normalized: {stored}"
+    );
+    eventually_contains(
+        &cp,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "team-a",
+            "-l",
+            "ray.io/cluster=raycluster-kuberay",
+            "-o",
+            "name",
+        ],
+        "raycluster-kuberay-head",
+    );
+    eventually_contains(
+        &cp,
+        &["get", "services", "-n", "team-a", "-o", "name"],
+        "raycluster-kuberay-head-svc",
+    );
+    eventually_contains(
+        &cp,
+        &[
+            "get",
+            "raycluster",
+            "raycluster-kuberay",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.status.desiredWorkerReplicas}",
+        ],
+        "1",
+    );
+    eventually_contains(
+        &cp,
+        &[
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        "Created",
+    );
+
+    // A RayPolicy applied now is enforced by the webhook through its watch.
+    let policy = r#"
+apiVersion: raygate.io/v1alpha1
+kind: RayPolicy
+metadata:
+  name: small-groups
+spec:
+  match:
+    namespaces: [team-a]
+  action: Deny
+  rules:
+    maxReplicasPerGroup:
+      limit: 1
+"#;
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(policy));
+    let big = sample
+        .replace("name: raycluster-kuberay", "name: big")
+        .replace("replicas: 1", "replicas: 3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = cp
+            .kubectl(["apply", "-n", "team-a", "-f", "-"], Some(&big))
+            .expect("run kubectl");
+        if !out.success() && out.stderr.contains("small-groups") {
+            break;
+        }
+        assert!(
+            out.success() || out.stderr.contains("small-groups"),
+            "unexpected answer: {out}"
+        );
+        if out.success() {
+            kubectl_ok(&cp, &["delete", "raycluster", "big", "-n", "team-a"], None);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy was never enforced: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    drop(controller);
+    drop(webhook);
+}
+
+/// `kubectl apply` into team-a, retried while the freshly injected caBundle propagates.
+fn eventually_apply(cp: &ControlPlane, manifest: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = cp
+            .kubectl(["apply", "-n", "team-a", "-f", "-"], Some(manifest))
+            .expect("run kubectl");
+        if out.success() {
+            return out.stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl apply kept failing: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
