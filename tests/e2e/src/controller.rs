@@ -25,11 +25,11 @@ impl Controller {
 
     /// Same, with extra flags (`--leader-elect`, `--namespace=...`).
     pub fn start_with(cp: &ControlPlane, extra: &[&str]) -> Result<Self> {
-        Self::start_as(cp, cp.kubeconfig_path(), extra)
+        Self::start_as(cp.kubeconfig_path(), extra)
     }
 
     /// Same, with another kubeconfig (e.g. one impersonating raygate's ServiceAccount).
-    pub fn start_as(cp: &ControlPlane, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
+    pub fn start_as(kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("raygate-controller-")
             .tempdir()

@@ -223,6 +223,7 @@ fn rotations_of_serving_cert_and_ca_under_a_steady_stream_of_applies_fail_no_req
     let options = SelfManagedOptions {
         serving_cert_lifetime: Some(SERVING.to_owned()),
         ca_lifetime: Some(CA.to_owned()),
+        ..SelfManagedOptions::default()
     };
     let mut first = SelfManagedWebhook::start(&cp, &options).expect("webhook starts");
     let started = Instant::now();

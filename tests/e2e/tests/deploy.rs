@@ -478,7 +478,6 @@ fn webhook_and_controller_work_as_their_service_accounts_with_the_chart_rbac() {
     let controller_kubeconfig =
         kubeconfig_as(&cp, RELEASE_NAMESPACE, "raygate-controller").expect("kubeconfig");
     let controller = Controller::start_as(
-        &cp,
         &controller_kubeconfig,
         &[
             "--leader-elect",
