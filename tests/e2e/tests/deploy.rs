@@ -612,3 +612,55 @@ fn eventually_apply(cp: &ControlPlane, manifest: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+#[test]
+fn with_watch_namespaces_the_controller_can_act_only_there() {
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    for namespace in [RELEASE_NAMESPACE, "team-a", "team-b"] {
+        kubectl_ok(&cp, &["create", "namespace", namespace], None);
+    }
+    install_ray_crds(&cp).expect("Ray CRDs");
+    let rbac: Vec<Value> =
+        documents(&render(&["--set", "watchNamespaces={team-a}"]).expect("render"))
+            .into_iter()
+            .filter(|d| {
+                let kind = d["kind"].as_str().unwrap_or_default();
+                matches!(
+                    kind,
+                    "ServiceAccount"
+                        | "ClusterRole"
+                        | "ClusterRoleBinding"
+                        | "Role"
+                        | "RoleBinding"
+                ) && d["metadata"]["annotations"]["helm.sh/hook"].is_null()
+            })
+            .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&list.to_string()));
+    let controller = "raygate-controller";
+    assert!(can(&cp, controller, "create", "pods", "team-a"));
+    assert!(can(
+        &cp,
+        controller,
+        "watch",
+        "rayclusters.ray.io",
+        "team-a"
+    ));
+    for namespace in ["team-b", "default", "kube-system"] {
+        assert!(
+            !can(&cp, controller, "create", "pods", namespace),
+            "{namespace}"
+        );
+        assert!(
+            !can(&cp, controller, "list", "rayclusters.ray.io", namespace),
+            "{namespace}"
+        );
+    }
+    assert!(can(
+        &cp,
+        controller,
+        "update",
+        "leases/raygate-controller",
+        RELEASE_NAMESPACE
+    ));
+}
