@@ -259,16 +259,34 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
     install_ray_crds(&cp).expect("Ray CRDs");
     install_policy_crd(&cp).expect("RayPolicy CRD");
 
-    let rendered = render(&["--set", "networkPolicy.enabled=true"]).expect("render");
+    // A policy from values, as an admin would give it: the API server checks it against the
+    // RayPolicy CRD's schema.
+    let policy = r#"{"team-gpus": {"match": {"namespaces": ["team-a"]}, "action": "Deny",
+        "rules": {"maxGpusPerCluster": {"limit": 16}, "requiredLabels": {"keys": ["team"]}}}}"#;
+    let policies = format!("policies={policy}");
+    let rendered = render(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set-json",
+        &policies,
+    ])
+    .expect("render");
     let dry_run = kubectl_ok(
         &cp,
         &["apply", "--dry-run=server", "-f", "-"],
         Some(&rendered),
     );
-    assert!(
-        dry_run.contains("deployment.apps/raygate-webhook created (server dry run)"),
-        "{dry_run}"
-    );
+    for created in [
+        "deployment.apps/raygate-webhook created (server dry run)",
+        "deployment.apps/raygate-controller created (server dry run)",
+        "raypolicy.raygate.io/team-gpus created (server dry run)",
+        "networkpolicy.networking.k8s.io/raygate created (server dry run)",
+    ] {
+        assert!(
+            dry_run.contains(created),
+            "{created} missing in:\n{dry_run}"
+        );
+    }
 
     // The RBAC for real, then ask the API server what each ServiceAccount may do.
     let rbac: Vec<Value> = documents(&rendered)
