@@ -234,6 +234,23 @@ fn kubectl_ok(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> String {
     out.stdout
 }
 
+/// Applies the chart's ServiceAccounts, (Cluster)Roles and their bindings, without the
+/// uninstall hook's.
+fn apply_chart_rbac(cp: &ControlPlane, rendered: &str) {
+    let rbac: Vec<Value> = documents(rendered)
+        .into_iter()
+        .filter(|d| {
+            let kind = d["kind"].as_str().unwrap_or_default();
+            matches!(
+                kind,
+                "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
+            ) && d["metadata"]["annotations"]["helm.sh/hook"].is_null()
+        })
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
+    kubectl_ok(cp, &["apply", "-f", "-"], Some(&list.to_string()));
+}
+
 fn can(cp: &ControlPlane, account: &str, verb: &str, resource: &str, namespace: &str) -> bool {
     let user = format!("system:serviceaccount:{RELEASE_NAMESPACE}:{account}");
     let mut args = vec!["auth", "can-i", verb, "-n", namespace, "--as", &user];
@@ -289,18 +306,7 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
     }
 
     // The RBAC for real, then ask the API server what each ServiceAccount may do.
-    let rbac: Vec<Value> = documents(&rendered)
-        .into_iter()
-        .filter(|d| {
-            let kind = d["kind"].as_str().unwrap_or_default();
-            matches!(
-                kind,
-                "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
-            ) && d["metadata"]["annotations"]["helm.sh/hook"].is_null()
-        })
-        .collect();
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
-    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&list.to_string()));
+    apply_chart_rbac(&cp, &rendered);
 
     let webhook = "raygate-webhook";
     let controller = "raygate-controller";
@@ -466,18 +472,7 @@ fn webhook_and_controller_work_as_their_service_accounts_with_the_chart_rbac() {
     kubectl_ok(&cp, &["create", "namespace", "team-a"], None);
     install_ray_crds(&cp).expect("Ray CRDs");
     install_policy_crd(&cp).expect("RayPolicy CRD");
-    let rbac: Vec<Value> = documents(&render(&[]).expect("render"))
-        .into_iter()
-        .filter(|d| {
-            let kind = d["kind"].as_str().unwrap_or_default();
-            matches!(
-                kind,
-                "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
-            ) && d["metadata"]["annotations"]["helm.sh/hook"].is_null()
-        })
-        .collect();
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
-    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&list.to_string()));
+    apply_chart_rbac(&cp, &render(&[]).expect("render"));
 
     // The webhook as raygate-webhook: its own certificates (Secret, caBundle), policy and
     // namespace watches.
@@ -638,23 +633,10 @@ fn with_watch_namespaces_the_controller_can_act_only_there() {
         kubectl_ok(&cp, &["create", "namespace", namespace], None);
     }
     install_ray_crds(&cp).expect("Ray CRDs");
-    let rbac: Vec<Value> =
-        documents(&render(&["--set", "watchNamespaces={team-a}"]).expect("render"))
-            .into_iter()
-            .filter(|d| {
-                let kind = d["kind"].as_str().unwrap_or_default();
-                matches!(
-                    kind,
-                    "ServiceAccount"
-                        | "ClusterRole"
-                        | "ClusterRoleBinding"
-                        | "Role"
-                        | "RoleBinding"
-                ) && d["metadata"]["annotations"]["helm.sh/hook"].is_null()
-            })
-            .collect();
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
-    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&list.to_string()));
+    apply_chart_rbac(
+        &cp,
+        &render(&["--set", "watchNamespaces={team-a}"]).expect("render"),
+    );
     let controller = "raygate-controller";
     assert!(can(&cp, controller, "create", "pods", "team-a"));
     assert!(can(
