@@ -87,3 +87,54 @@ fn all_crds_lists_raypolicy_last() {
         ]
     );
 }
+
+/// `kubectl get raypolicies` shows whether each policy is enforced and what it counted; the
+/// status has the usual `observedGeneration` and a `Ready` condition in a list-map by type.
+#[test]
+fn raypolicy_status_and_printer_columns() {
+    let crd = serde_json::to_value(policy_crd()).expect("CRD serializes");
+    let version = &crd["spec"]["versions"][0];
+    let columns: Vec<(&str, &str)> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default(),
+                c["jsonPath"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("Action", ".spec.action"),
+            ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+            ("Matched", ".status.matched"),
+            ("Denied", ".status.denied"),
+            ("Warned", ".status.warned"),
+            ("Audited", ".status.audited"),
+            ("Age", ".metadata.creationTimestamp"),
+        ]
+    );
+    let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in [
+        "observedGeneration",
+        "matched",
+        "denied",
+        "warned",
+        "audited",
+    ] {
+        assert_eq!(status[field]["type"], "integer", "{field}");
+    }
+    let conditions = &status["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
+    );
+    assert_eq!(
+        conditions["items"]["properties"]["status"]["enum"],
+        serde_json::json!(["True", "False", "Unknown"])
+    );
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use raygate_api::policy::PolicySet;
+use raygate_webhook::policy_status_writer::{self, StatusWriter};
 use raygate_webhook::{
     CertificatePaths, PolicyState, Server, ServerConfig, policy_files, policy_watch,
     shutdown_signal,
@@ -57,11 +58,23 @@ pub struct WebhookArgs {
     /// start; one invalid policy stops the webhook.
     #[arg(long, env = "RAYGATE_POLICY_DIR")]
     policy_dir: Option<PathBuf>,
-    /// Kubeconfig for watching RayPolicies and Namespaces. Default: the in-cluster service
-    /// account when running in a pod, else $KUBECONFIG when set, else no watches (file
-    /// policies only).
+    /// Kubeconfig for watching RayPolicies and Namespaces and writing the RayPolicies'
+    /// status. Default: the in-cluster service account when running in a pod, else
+    /// $KUBECONFIG when set, else no watches (file policies only).
     #[arg(long, env = "RAYGATE_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+    /// Seconds between RayPolicy status writes: admission counts are added in batches, and a
+    /// policy's status is written only when there is something to add or report.
+    #[arg(
+        long,
+        env = "RAYGATE_POLICY_STATUS_INTERVAL_SECONDS",
+        default_value_t = policy_status_writer::DEFAULT_INTERVAL.as_secs()
+    )]
+    policy_status_interval_seconds: u64,
+    /// This replica's name in RayPolicy status messages. The chart passes the pod's name;
+    /// default: the host name.
+    #[arg(long, env = "RAYGATE_POD_NAME")]
+    replica_name: Option<String>,
     /// Log output: human-readable text or one JSON object per line. Filter with RUST_LOG.
     #[arg(long, value_enum, env = "RAYGATE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -107,12 +120,12 @@ impl WebhookArgs {
             let client = super::kube_client::configured_kube_client(self.kubeconfig.as_deref())
                 .await
                 .context("connecting to the API server for RayPolicy and Namespace watches")?;
-            match client {
+            match &client {
                 Some(client) => {
                     // Not ready until the watches have listed: admitting earlier would skip
                     // the cluster's policies.
                     policies.mark_unsynced();
-                    tokio::spawn(policy_watch::run(client, policies.clone()));
+                    tokio::spawn(policy_watch::run(client.clone(), policies.clone()));
                 }
                 None => tracing::info!(
                     "no cluster access configured: enforcing --policy-dir policies only"
@@ -141,10 +154,26 @@ impl WebhookArgs {
                 });
                 tokio::spawn(certs.manager.clone().run());
             }
+            // RayPolicy status: what this replica loaded and counted.
+            let status_writer = client.map(|client| {
+                let writer = StatusWriter::new(
+                    client,
+                    policies.clone(),
+                    server.metrics(),
+                    policy_status_writer::replica_name(self.replica_name.as_deref()),
+                );
+                let interval = Duration::from_secs(self.policy_status_interval_seconds.max(1));
+                tokio::spawn(writer.clone().run(interval));
+                writer
+            });
             server
                 .run(shutdown_signal())
                 .await
                 .context("serving the admission webhook")?;
+            if let Some(writer) = &status_writer {
+                // The counts of the last seconds; the pod's grace period leaves time for it.
+                let _ = tokio::time::timeout(Duration::from_secs(3), writer.flush()).await;
+            }
             tracing::info!("stopped");
             drop(self_managed);
             Ok(ExitCode::SUCCESS)

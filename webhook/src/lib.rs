@@ -7,12 +7,16 @@
 //! - [`routes`]: the axum routers and the request extractor.
 //! - [`server`]: listeners, TLS, graceful shutdown.
 //! - [`certificate`]: the reloading certificate resolver.
+//! - [`policy_watch`], [`policy_state`]: the RayPolicies in force; [`policy_status`] and
+//!   [`policy_status_writer`]: what each reports in its `status`.
 //! - [`webhook_config`]: the webhook configurations that register raygate with the API server.
 
 pub mod certificate;
 pub mod metrics;
 pub mod policy_files;
 pub mod policy_state;
+pub mod policy_status;
+pub mod policy_status_writer;
 pub mod policy_watch;
 pub mod review;
 pub mod routes;

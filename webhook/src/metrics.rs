@@ -38,6 +38,11 @@ struct PolicyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusWriteLabels {
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
 }
@@ -64,6 +69,7 @@ pub struct Metrics {
     certificate_rotations: Family<RotationLabels, Counter>,
     certificate_errors: Family<CertificateErrorLabels, Counter>,
     policy_violations: Family<PolicyLabels, Counter>,
+    policy_status_writes: Family<StatusWriteLabels, Counter>,
 }
 
 /// The label for a kind: one of ours, or `other` so a misconfigured webhook can't blow up
@@ -142,6 +148,13 @@ impl Metrics {
             "RayPolicy rules broken by admitted or denied Ray objects, by policy, rule and action",
             policy_violations.clone(),
         );
+        let policy_status_writes = Family::<StatusWriteLabels, Counter>::default();
+        registry.register(
+            "policy_status_writes",
+            "RayPolicy status writes, by result (written, conflict: another replica wrote first \
+             and the write is redone, error: retried in the next round)",
+            policy_status_writes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -152,6 +165,7 @@ impl Metrics {
             certificate_rotations,
             certificate_errors,
             policy_violations,
+            policy_status_writes,
         }
     }
 
@@ -201,6 +215,15 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// One RayPolicy status write ended with `result` (`written`, `conflict`, `error`).
+    pub fn observe_policy_status_write(&self, result: &str) {
+        self.policy_status_writes
+            .get_or_create(&StatusWriteLabels {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Records a body that was not an AdmissionReview we could answer.
@@ -272,6 +295,7 @@ mod tests {
         metrics.observe_review("Pod", "CREATE", Endpoint::Mutate, Outcome::Denied, 0.001, 0);
         metrics.observe_tls_reload(true);
         metrics.set_certificate_expiry(1_900_000_000);
+        metrics.observe_policy_status_write("conflict");
         let text = metrics.render();
         for expected in [
             "raygate_admission_requests_total{kind=\"RayCluster\",operation=\"CREATE\",verb=\"validate\",result=\"denied\"} 1",
@@ -280,6 +304,7 @@ mod tests {
             "raygate_admission_warnings_total{kind=\"RayCluster\",verb=\"validate\"} 2",
             "raygate_tls_reloads_total{result=\"success\"} 1",
             "raygate_certificate_expiry_timestamp_seconds 1900000000",
+            "raygate_policy_status_writes_total{result=\"conflict\"} 1",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

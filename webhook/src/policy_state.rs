@@ -1,5 +1,6 @@
 //! The policies in force and the namespace labels they select on, shared by every admission
-//! request and updated by the cluster watches ([`crate::policy_watch`]).
+//! request and updated by the cluster watches ([`crate::policy_watch`]); and what admission
+//! counted for each cluster policy, for its status ([`crate::policy_status`]).
 //!
 //! Readers take an `Arc` snapshot of the [`PolicySet`], so a policy change never blocks or
 //! tears an admission in flight: a request sees the old set or the new one, whole.
@@ -9,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use raygate_api::policy::{CompiledPolicy, PolicySet};
+
+use crate::policy_status::PolicyStatusBook;
 
 #[derive(Debug)]
 pub struct PolicyState {
@@ -21,6 +24,7 @@ pub struct PolicyState {
     /// True once the watches have listed RayPolicies and Namespaces (or when there is no
     /// cluster to watch).
     synced: AtomicBool,
+    status: PolicyStatusBook,
 }
 
 impl Default for PolicyState {
@@ -32,6 +36,7 @@ impl Default for PolicyState {
             active: RwLock::default(),
             namespaces: RwLock::default(),
             synced: AtomicBool::new(true),
+            status: PolicyStatusBook::default(),
         }
     }
 }
@@ -66,6 +71,11 @@ impl PolicyState {
         namespaces.get(namespace).cloned().unwrap_or_default()
     }
 
+    /// Admission counts and load reports of the cluster's RayPolicies, for their status.
+    pub fn status_book(&self) -> &PolicyStatusBook {
+        &self.status
+    }
+
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
@@ -88,9 +98,18 @@ impl PolicyState {
         self.rebuild();
     }
 
-    pub fn upsert_cluster_policy(&self, policy: CompiledPolicy) {
-        write(&self.cluster).insert(policy.name.clone(), policy);
+    /// Adds or replaces a cluster policy. Returns false (and rebuilds nothing) when the same
+    /// policy is already in force, as after a status-only change.
+    pub fn upsert_cluster_policy(&self, policy: CompiledPolicy) -> bool {
+        {
+            let mut cluster = write(&self.cluster);
+            if cluster.get(&policy.name) == Some(&policy) {
+                return false;
+            }
+            cluster.insert(policy.name.clone(), policy);
+        }
         self.rebuild();
+        true
     }
 
     pub fn remove_cluster_policy(&self, name: &str) {

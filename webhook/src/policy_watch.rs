@@ -4,9 +4,10 @@
 //!
 //! RayPolicies are read untyped and compiled one by one: a stored policy that doesn't compile
 //! (stored while the webhook was down) is skipped whole and logged, never half-applied, and
-//! never stops the others from loading.
+//! never stops the others from loading. Each object and what became of it is recorded for the
+//! policy's status ([`crate::policy_status`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -19,6 +20,7 @@ use raygate_api::policy::{CompiledPolicy, RayPolicy, compile};
 use tokio::sync::watch;
 
 use crate::policy_state::PolicyState;
+use crate::policy_status::{LoadOutcome, ObservedPolicy};
 
 /// Runs both watches until the process ends. `synced` turns true once both have listed.
 pub async fn run(client: Client, state: Arc<PolicyState>) {
@@ -50,25 +52,35 @@ async fn watch_policies(client: Client, state: Arc<PolicyState>, listed: watch::
     let resource = ApiResource::erase::<RayPolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let mut buffer: Vec<CompiledPolicy> = Vec::new();
+    let mut listed_names: HashSet<String> = HashSet::new();
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     loop {
         match events.try_next().await {
-            Ok(Some(Event::Init)) => buffer.clear(),
+            Ok(Some(Event::Init)) => {
+                buffer.clear();
+                listed_names.clear();
+            }
             Ok(Some(Event::InitApply(object))) => {
-                if let Some(policy) = load(&object) {
+                listed_names.insert(name_of(&object));
+                if let Some(policy) = load(&state, &object) {
                     buffer.push(policy);
                 }
             }
             Ok(Some(Event::InitDone)) => {
                 state.replace_cluster_policies(std::mem::take(&mut buffer));
+                let names = std::mem::take(&mut listed_names);
+                state.status_book().retain(|name| names.contains(name));
                 let _ = listed.send(true);
             }
-            Ok(Some(Event::Apply(object))) => match load(&object) {
+            Ok(Some(Event::Apply(object))) => match load(&state, &object) {
                 Some(policy) => {
-                    tracing::info!(policy = %policy.name, "RayPolicy loaded");
-                    state.upsert_cluster_policy(policy);
+                    let name = policy.name.clone();
+                    // Status writes come back as events too; only a new spec is news.
+                    if state.upsert_cluster_policy(policy) {
+                        tracing::info!(policy = %name, "RayPolicy loaded");
+                    }
                 }
                 // A policy that no longer compiles stops applying rather than applying in part.
                 None => state.remove_cluster_policy(&name_of(&object)),
@@ -77,6 +89,7 @@ async fn watch_policies(client: Client, state: Arc<PolicyState>, listed: watch::
                 let name = name_of(&object);
                 tracing::info!(policy = %name, "RayPolicy removed");
                 state.remove_cluster_policy(&name);
+                state.status_book().forget(&name);
             }
             Ok(None) => return,
             Err(error) => {
@@ -126,23 +139,38 @@ fn name_of(object: &DynamicObject) -> String {
     object.metadata.name.clone().unwrap_or_default()
 }
 
-fn load(object: &DynamicObject) -> Option<CompiledPolicy> {
-    let value = match serde_json::to_value(object) {
-        Ok(value) => value,
-        Err(error) => {
-            tracing::error!(policy = %name_of(object), %error, "RayPolicy could not be read");
-            return None;
+/// Compiles a RayPolicy object, and records the object and the outcome for its status.
+fn load(state: &PolicyState, object: &DynamicObject) -> Option<CompiledPolicy> {
+    let book = state.status_book();
+    let observed = ObservedPolicy::from_object(object);
+    let generation = observed.as_ref().map(|o| o.generation).unwrap_or_default();
+    if let Some(observed) = observed {
+        book.observe(observed);
+    }
+    let name = name_of(object);
+    let compiled = serde_json::to_value(object)
+        .map_err(|error| format!("the object could not be read: {error}"))
+        .and_then(|value| {
+            compile(&value).map_err(|errors| {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                errors.join("; ")
+            })
+        });
+    match compiled {
+        Ok(policy) => {
+            book.loaded(&name, generation, LoadOutcome::Loaded);
+            Some(policy)
         }
-    };
-    match compile(&value) {
-        Ok(policy) => Some(policy),
         Err(errors) => {
-            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            tracing::error!(
-                policy = %name_of(object),
-                errors = %errors.join("; "),
-                "RayPolicy is invalid and not enforced"
-            );
+            // Logged once per generation: the status write that reports it is an event too.
+            if book.loaded(&name, generation, LoadOutcome::Invalid(errors.clone())) {
+                tracing::error!(
+                    policy = %name,
+                    generation,
+                    %errors,
+                    "RayPolicy is invalid and not enforced"
+                );
+            }
             None
         }
     }

@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use k8s_openapi::jiff::Timestamp;
 use tracing::{Instrument, field};
 
 use crate::metrics::Metrics;
@@ -227,6 +228,14 @@ async fn answer(state: &AdmissionState, endpoint: Endpoint, request: ReviewReque
         let verdict = decide_with_policies(endpoint, &request, &policies, &namespace_labels);
         let elapsed = started.elapsed().as_secs_f64();
         state.metrics.observe_policy_violations(&verdict.violations);
+        // A RayPolicy's status counts what really happened: a dry run changes nothing.
+        if !request.dry_run && !verdict.matched_policies.is_empty() {
+            state.policies.status_book().count(
+                &verdict.matched_policies,
+                &verdict.violations,
+                Timestamp::now(),
+            );
+        }
         tracing::Span::current().record("allowed", verdict.allowed());
         state.metrics.observe_review(
             &request.kind.kind,

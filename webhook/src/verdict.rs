@@ -71,6 +71,8 @@ pub struct Verdict {
     /// The JSON patch (serialized) to apply; `None` when there is nothing to change.
     pub patch_json: Option<Vec<u8>>,
     pub warnings: Vec<String>,
+    /// The RayPolicies that applied to the object (validation only).
+    pub matched_policies: Vec<String>,
     /// RayPolicy findings (validation only), whatever their action.
     pub violations: Vec<Violation>,
     /// `Audit` findings, for the API server's audit log.
@@ -85,6 +87,7 @@ impl Verdict {
             status: None,
             patch_json: None,
             warnings: Vec::new(),
+            matched_policies: Vec::new(),
             violations: Vec::new(),
             audit_annotations: BTreeMap::new(),
         }
@@ -296,6 +299,7 @@ fn decide_validation(request: &ReviewRequest, object: &Value, policies: &Policie
         Err(panic) => return internal_error(request, "validation", &panic_message(&panic)),
     };
     let audit_annotations = evaluation.audit_annotations();
+    let matched_policies = evaluation.matched;
     let violations = evaluation.violations;
     let mut warnings = validation.warnings;
     if request.operation == Operation::Update && old.is_none() {
@@ -307,6 +311,7 @@ fn decide_validation(request: &ReviewRequest, object: &Value, policies: &Policie
     if validation.errors.is_empty() {
         return Verdict {
             warnings,
+            matched_policies,
             violations,
             audit_annotations,
             ..Verdict::allow()
@@ -320,6 +325,7 @@ fn decide_validation(request: &ReviewRequest, object: &Value, policies: &Policie
     );
     Verdict {
         warnings,
+        matched_policies,
         violations,
         audit_annotations,
         ..Verdict::refuse(Outcome::Denied, status)

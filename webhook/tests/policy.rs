@@ -11,6 +11,7 @@ use axum::Router;
 use axum::http::Method;
 use common::*;
 use raygate_api::policy::{PolicySet, compile};
+use raygate_webhook::policy_status::{Counts, ObservedPolicy};
 use raygate_webhook::{AdmissionState, Metrics, PolicyState, admission_router};
 use serde_json::{Value, json};
 
@@ -238,4 +239,51 @@ async fn policies_change_without_a_restart() {
     assert!(!validate().await.allowed());
     state.remove_cluster_policy("groups");
     assert!(validate().await.allowed());
+}
+
+/// What a RayPolicy's status counts comes from the validating call of real admissions: once per
+/// admission and policy, never for dry runs, never twice through the mutating call.
+#[tokio::test]
+async fn status_counts_real_admissions_once_per_policy() {
+    let (router, _, state) = state_with(&[]);
+    let book = state.status_book();
+    // A cluster policy as the watch records it.
+    book.observe(ObservedPolicy {
+        name: "groups".to_owned(),
+        uid: "uid-groups".to_owned(),
+        generation: 1,
+        resource_version: "1".to_owned(),
+        status: Default::default(),
+    });
+    state.upsert_cluster_policy(compile(&worker_group_limit("Deny")).expect("valid"));
+    let cluster = normalized(&ray_cluster()).await;
+    let create = review("CREATE", Some(&cluster), None);
+    let mut dry_run = create.clone();
+    dry_run["request"]["dryRun"] = json!(true);
+
+    assert!(!call(&router, "/validate", &dry_run).await.allowed());
+    assert_eq!(book.pending("groups"), Counts::default(), "a dry run");
+    assert!(call(&router, "/mutate", &create).await.allowed());
+    assert!(!call(&router, "/validate", &create).await.allowed());
+    assert_eq!(
+        book.pending("groups"),
+        Counts {
+            matched: 1,
+            denied: 1,
+            warned: 0,
+            audited: 0
+        }
+    );
+
+    state.upsert_cluster_policy(compile(&worker_group_limit("Warn")).expect("valid"));
+    assert!(call(&router, "/validate", &create).await.allowed());
+    assert_eq!(
+        book.pending("groups"),
+        Counts {
+            matched: 2,
+            denied: 1,
+            warned: 1,
+            audited: 0
+        }
+    );
 }

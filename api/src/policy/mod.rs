@@ -22,7 +22,7 @@ use serde_json::Value;
 pub use compile::{
     CompiledPolicy, POLICY_API_VERSION, POLICY_KIND, compile, is_policy, validate_policy,
 };
-pub use types::{Action, RayPolicy, RayPolicySpec, RayPolicyStatus};
+pub use types::{Action, READY_CONDITION, RayPolicy, RayPolicySpec, RayPolicyStatus};
 
 use crate::field_error::FieldError;
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -31,12 +31,40 @@ use serde_with::skip_serializing_none;
     derive = "Default",
     derive = "PartialEq",
     doc = "RayPolicy: cluster admins' rules for RayClusters, RayJobs and RayServices, enforced by raygate at admission",
-    printcolumn(name = "action", type_ = "string", json_path = ".spec.action"),
-    printcolumn(name = "loaded", type_ = "string", json_path = ".status.loaded"),
-    printcolumn(name = "denied", type_ = "integer", json_path = ".status.denied"),
-    printcolumn(name = "warned", type_ = "integer", json_path = ".status.warned"),
+    printcolumn(name = "Action", type_ = "string", json_path = ".spec.action"),
     printcolumn(
-        name = "age",
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the webhook compiled the current generation and enforces it"
+    ),
+    printcolumn(
+        name = "Matched",
+        type_ = "integer",
+        json_path = ".status.matched",
+        description = "Admissions of Ray objects this policy applied to"
+    ),
+    printcolumn(
+        name = "Denied",
+        type_ = "integer",
+        json_path = ".status.denied",
+        description = "Admissions this policy refused"
+    ),
+    printcolumn(
+        name = "Warned",
+        type_ = "integer",
+        json_path = ".status.warned",
+        description = "Admissions this policy warned about"
+    ),
+    printcolumn(
+        name = "Audited",
+        type_ = "integer",
+        json_path = ".status.audited",
+        priority = 1,
+        description = "Admissions this policy recorded an audit annotation for"
+    ),
+    printcolumn(
+        name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     )
@@ -326,19 +354,46 @@ pub struct GpuGroupInjection {
     pub node_selector: BTreeMap<String, String>,
 }
 
-/// What raygate observed for a policy.
+/// What raygate's webhook reports about a policy. The counters are totals over every webhook
+/// replica since the policy was created, added every few seconds; only real admissions count
+/// (not dry runs, not deletions).
+//
+// How replicas share it without overwriting each other's counts: `raygate_webhook::policy_status`.
 #[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RayPolicyStatus {
-    /// `True` when the webhook enforces this policy, `False` when it could not load it.
-    pub loaded: Option<String>,
-    /// Why the policy could not be loaded.
-    pub message: Option<String>,
-    /// Ray objects this policy was evaluated for since the webhook started.
+    /// The `metadata.generation` the `Ready` condition describes.
+    pub observed_generation: Option<i64>,
+    /// `Ready`: `True` (reason `Loaded`) when the webhook compiled `observedGeneration` and
+    /// enforces it; `False` (reason `Invalid`) when a webhook replica could not compile it, so
+    /// the policy is not enforced at all (never half-applied) — the message says why. For one
+    /// generation a `False` report wins over `True`: one replica not enforcing it is enough to
+    /// make the policy unreliable.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
+    /// Admissions (creates and updates) of Ray objects this policy applied to.
     pub matched: Option<i64>,
+    /// Of those, admissions refused because of at least one of this policy's `Deny` rules.
     pub denied: Option<i64>,
+    /// Admissions with at least one `Warn` finding of this policy (kubectl printed a warning).
     pub warned: Option<i64>,
+    /// Admissions with at least one `Audit` finding of this policy (an audit annotation).
     pub audited: Option<i64>,
-    pub last_updated: Option<Time>,
+    /// When this policy last matched an admission (as counted by the replica that saw it).
+    pub last_matched_time: Option<Time>,
 }
+
+impl RayPolicyStatus {
+    /// The `Ready` condition, when reported.
+    pub fn ready(&self) -> Option<&Condition> {
+        self.conditions
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.type_ == READY_CONDITION)
+    }
+}
+
+/// The condition type that says whether the webhook enforces a RayPolicy.
+pub const READY_CONDITION: &str = "Ready";

@@ -1,7 +1,8 @@
 //! RayPolicy through the real API server: a policy applied with kubectl is enforced within
 //! seconds by the running webhook (no restart), only in the namespaces it selects; switching it
 //! to Warn admits with a kubectl `Warning:`; deleting it stops it; a malformed RayPolicy is
-//! refused at its own apply.
+//! refused at its own apply. Its `status` says whether it is enforced and what it counted,
+//! summed over two webhook replicas.
 
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,14 @@ use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::{
     ControlPlane, KubectlOutput, Webhook, WebhookOptions, install_policy_crd, install_ray_crds,
 };
+use serde_json::Value;
 
 /// The issue's promise: a policy change applies within 5 s.
 const PROPAGATION: Duration = Duration::from_secs(5);
+
+/// Status is written every 5 s (the webhook's default): a report or a count shows within two
+/// rounds, plus a conflict retry.
+const STATUS_WAIT: Duration = Duration::from_secs(30);
 
 fn kubectl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> KubectlOutput {
     cp.kubectl(args, stdin).expect("kubectl runs")
@@ -62,6 +68,65 @@ fn within_propagation(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `kubectl get raypolicy <name> -o json`.
+fn policy_object(cp: &ControlPlane, name: &str) -> Value {
+    let out = kubectl_ok(cp, &["get", "raypolicy", name, "-o", "json"], None);
+    serde_json::from_str(&out.stdout).expect("kubectl prints JSON")
+}
+
+/// Polls the policy until `done` holds for it; panics with the last object after `STATUS_WAIT`.
+fn wait_for_policy(
+    cp: &ControlPlane,
+    name: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let policy = policy_object(cp, name);
+        if done(&policy) {
+            eprintln!("RayPolicy {name}: {what} after {:?}", started.elapsed());
+            return policy;
+        }
+        assert!(
+            started.elapsed() < STATUS_WAIT,
+            "RayPolicy {name}: not {what} within {STATUS_WAIT:?}:\n{policy:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The `Ready` condition, when reported.
+fn ready(policy: &Value) -> Option<&Value> {
+    policy["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// Ready=True for the policy's current generation: the webhook enforces what is stored.
+fn ready_for_current_generation(policy: &Value) -> bool {
+    let generation = &policy["metadata"]["generation"];
+    policy["status"]["observedGeneration"] == *generation
+        && ready(policy).is_some_and(|c| {
+            c["status"] == "True"
+                && c["reason"] == "Loaded"
+                && c["observedGeneration"] == *generation
+        })
+}
+
+fn counter(policy: &Value, name: &str) -> i64 {
+    policy["status"][name].as_i64().unwrap_or_default()
+}
+
+/// The value of one sample in a Prometheus text exposition (0 when absent).
+fn sample_value(metrics: &str, series: &str) -> i64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -116,6 +181,25 @@ fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
     assert!(other.success(), "{other}");
     assert!(!other.stderr.contains("RayPolicy"), "{other}");
 
+    // Status: enforced (this generation), and the denial counted.
+    let denied = wait_for_policy(&cp, "team-quota", "Ready with a denial counted", |p| {
+        ready_for_current_generation(p) && counter(p, "denied") >= 1
+    });
+    let first_generation = denied["metadata"]["generation"]
+        .as_i64()
+        .expect("generation");
+
+    // A second replica, as the chart runs (each has its own counts; they add up in status).
+    // It registers itself, so the requests from here on go to it.
+    let second = Webhook::start_with(
+        &cp,
+        &WebhookOptions {
+            watch_cluster: true,
+            policy_dir: None,
+        },
+    )
+    .expect("start a second webhook replica");
+
     // Warn: the same apply succeeds, with kubectl's Warning line.
     kubectl_ok(&cp, &["apply", "-f", "-"], Some(&quota_policy("Warn")));
     let (out, took) = within_propagation(|| apply_sample(&cp, "team-a"), KubectlOutput::success);
@@ -127,6 +211,91 @@ fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
         out.stderr.contains("Warning: RayPolicy team-quota (maxReplicasPerGroup): spec.workerGroupSpecs[0].maxReplicas: worker group \"workergroup\" has maxReplicas 5"),
         "{out}"
     );
+
+    // Status follows the new generation and counts the warning; the first replica's denials
+    // are still there. Every admission in team-a was either denied or warned, and each broke
+    // the rule once, so the totals equal the two replicas' violation metrics added up: no
+    // replica overwrote the other's counts, and none was counted twice.
+    let series = |action: &str| {
+        format!(
+            "raygate_policy_violations_total{{policy=\"team-quota\",rule=\"maxReplicasPerGroup\",action=\"{action}\"}}"
+        )
+    };
+    let summed = |action: &str| {
+        let series = series(action);
+        sample_value(&webhook.metrics().expect("metrics"), &series)
+            + sample_value(&second.metrics().expect("metrics"), &series)
+    };
+    let warned = wait_for_policy(
+        &cp,
+        "team-quota",
+        "Ready for the new generation with both replicas' counts",
+        |p| {
+            ready_for_current_generation(p)
+                && counter(p, "warned") >= 1
+                && counter(p, "denied") == summed("Deny")
+                && counter(p, "warned") == summed("Warn")
+        },
+    );
+    assert!(
+        warned["metadata"]["generation"].as_i64() > Some(first_generation),
+        "{warned:#}"
+    );
+    assert_eq!(
+        counter(&warned, "matched"),
+        counter(&warned, "denied") + counter(&warned, "warned"),
+        "{warned:#}"
+    );
+    assert!(
+        warned["status"]["lastMatchedTime"].is_string(),
+        "{warned:#}"
+    );
+    // Written with server-side apply to the status subresource, under one field manager.
+    let managed = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "raypolicy",
+            "team-quota",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+        None,
+    );
+    let managed: Value = serde_json::from_str(&managed.stdout).expect("JSON");
+    assert!(
+        managed["metadata"]["managedFields"]
+            .as_array()
+            .expect("managedFields")
+            .iter()
+            .any(|m| m["manager"] == "raygate-webhook"
+                && m["operation"] == "Apply"
+                && m["subresource"] == "status"),
+        "{managed:#}"
+    );
+    // What an admin sees.
+    let table = kubectl_ok(&cp, &["get", "raypolicies"], None).stdout;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "ACTION", "READY", "MATCHED", "DENIED", "WARNED", "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..3], ["team-quota", "Warn", "True"], "{table}");
 
     // `raygate audit` lists the stored cluster that breaks the (Warn) policy, and only it.
     let audit =
@@ -211,7 +380,36 @@ spec:
     );
     assert!(out.stderr.contains("maxGpus"), "{out}");
 
-    let metrics = webhook.metrics().expect("metrics");
+    // A policy stored while no webhook checked it (here: its validating configuration
+    // removed) and that doesn't compile is not enforced, and its status says why.
+    kubectl_ok(
+        &cp,
+        &["delete", "validatingwebhookconfiguration", "raygate"],
+        None,
+    );
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(malformed));
+    let broken = wait_for_policy(&cp, "broken", "reported not Ready", |p| {
+        ready(p).is_some_and(|c| c["status"] == "False")
+    });
+    let condition = ready(&broken).expect("Ready");
+    assert_eq!(condition["reason"], "Invalid", "{broken:#}");
+    assert_eq!(
+        broken["status"]["observedGeneration"], broken["metadata"]["generation"],
+        "{broken:#}"
+    );
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("not enforced: webhook replica ")
+            && message.contains(
+                "spec.rules.maxMemoryPerCluster.limit: quantity \"lots\" is not a valid \
+                 Kubernetes quantity"
+            ),
+        "{message}"
+    );
+    second.register(&cp).expect("register the webhooks again");
+    kubectl_ok(&cp, &["delete", "raypolicy", "broken"], None);
+
+    let metrics = webhook.metrics().expect("metrics") + &second.metrics().expect("metrics");
     for expected in [
         "raygate_policy_violations_total{policy=\"team-quota\",rule=\"maxReplicasPerGroup\",action=\"Deny\"}",
         "raygate_policy_violations_total{policy=\"team-quota\",rule=\"maxReplicasPerGroup\",action=\"Warn\"}",
