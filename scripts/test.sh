@@ -10,6 +10,9 @@ export RAYGATE_CONTROLPLANE_BIN="$PWD/target/controlplane/bin"
 # helm, for the chart tests (built from its Go module, cached under target/tools/).
 bash tests/tools/build-helm.sh
 export RAYGATE_HELM_BIN="$PWD/target/tools/bin/helm"
+# Ray from PyPI, for the tests against a real Ray head (installed once under target/ray-venv/).
+bash tests/tools/install-ray.sh >/dev/null
+export RAYGATE_RAY_BIN="$PWD/target/ray-venv/bin/ray"
 # The end-to-end tests run `raygate webhook` as its own process.
 cargo build --bin raygate
 export RAYGATE_BIN="$PWD/target/debug/raygate"

@@ -64,6 +64,15 @@ pub enum Error {
     },
     #[error("lost the leader lease {lease}: another replica acts now")]
     LostLease { lease: String },
+    #[error("{object}: {action}: {source}")]
+    ObjectApi {
+        object: String,
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("RayJob {job}: the RayCluster {cluster} named by spec.clusterSelector does not exist")]
+    SelectedClusterNotFound { job: String, cluster: String },
 }
 
 impl Error {
@@ -81,6 +90,8 @@ impl Error {
             Error::CleanupJob { .. } => "CleanupJob",
             Error::LeaderElection { .. } => "LeaderElection",
             Error::LostLease { .. } => "LostLease",
+            Error::ObjectApi { .. } => "ObjectApi",
+            Error::SelectedClusterNotFound { .. } => "SelectedClusterNotFound",
         }
     }
 }

@@ -1,12 +1,13 @@
-//! Kubernetes Events (events.k8s.io/v1) on the RayCluster for every create, delete and
-//! failure, with KubeRay's reason names so `kubectl describe` reads the same.
+//! Kubernetes Events (events.k8s.io/v1) on Ray objects for every create, delete, transition and
+//! failure, with KubeRay's reporter and reason names so `kubectl describe` reads the same.
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use raygate_api::RayCluster;
 
-/// KubeRay's reporter name; tools filter events by it.
+/// KubeRay's reporter names; tools filter events by them.
 pub const REPORTER: &str = "raycluster-controller";
+pub const RAYJOB_REPORTER: &str = "rayjob-controller";
+pub const RAYSERVICE_REPORTER: &str = "rayservice-controller";
 
 #[derive(Clone)]
 pub struct EventSink {
@@ -15,8 +16,12 @@ pub struct EventSink {
 
 impl EventSink {
     pub fn new(client: kube::Client, instance: Option<String>) -> Self {
+        Self::for_reporter(client, REPORTER, instance)
+    }
+
+    pub fn for_reporter(client: kube::Client, controller: &str, instance: Option<String>) -> Self {
         let reporter = Reporter {
-            controller: REPORTER.to_string(),
+            controller: controller.to_string(),
             instance,
         };
         Self {
@@ -24,21 +29,33 @@ impl EventSink {
         }
     }
 
-    pub async fn normal(&self, cluster: &RayCluster, reason: &str, action: &str, note: String) {
+    pub async fn normal<K: Resource<DynamicType = ()>>(
+        &self,
+        cluster: &K,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         self.publish(cluster, EventType::Normal, reason, action, note)
             .await;
     }
 
-    pub async fn warning(&self, cluster: &RayCluster, reason: &str, action: &str, note: String) {
+    pub async fn warning<K: Resource<DynamicType = ()>>(
+        &self,
+        cluster: &K,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         self.publish(cluster, EventType::Warning, reason, action, note)
             .await;
     }
 
     /// An event that can't be written is logged, never fails the reconcile: events are
     /// best-effort in Kubernetes too.
-    async fn publish(
+    async fn publish<K: Resource<DynamicType = ()>>(
         &self,
-        cluster: &RayCluster,
+        cluster: &K,
         type_: EventType,
         reason: &str,
         action: &str,

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod autoscaler;
 pub mod cleanup;
+pub mod dashboard;
 pub mod desired_resources;
 pub mod error;
 pub mod events;
@@ -19,6 +20,8 @@ pub mod names;
 pub mod pod_state;
 pub mod pods;
 pub mod ray_start;
+pub mod rayjob;
+pub mod rayservice;
 pub mod reconcile;
 pub mod scaling;
 pub mod services;
@@ -30,8 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -64,6 +67,9 @@ pub struct Options {
     pub concurrency: u16,
     /// Names this replica in events and the lease.
     pub identity: String,
+    /// Every Ray dashboard request goes here instead of the head Service: for tests and local
+    /// runs whose Ray head is a process on this machine.
+    pub dashboard_override: Option<String>,
 }
 
 /// Runs until `shutdown` completes (then returns `Ok`) or the leader lease is lost.
@@ -120,6 +126,28 @@ pub async fn run(
         events::EventSink::new(client.clone(), Some(options.identity.clone())),
         metrics.clone(),
     ));
+    let job_context = Arc::new(rayjob::JobContext {
+        client: client.clone(),
+        cluster_domain: options.cluster_domain.clone(),
+        events: events::EventSink::for_reporter(
+            client.clone(),
+            events::RAYJOB_REPORTER,
+            Some(options.identity.clone()),
+        ),
+        metrics: metrics.clone(),
+        dashboard_override: options.dashboard_override.clone(),
+    });
+    let service_context = Arc::new(rayservice::ServiceContext {
+        client: client.clone(),
+        cluster_domain: options.cluster_domain.clone(),
+        events: events::EventSink::for_reporter(
+            client.clone(),
+            events::RAYSERVICE_REPORTER,
+            Some(options.identity.clone()),
+        ),
+        metrics: metrics.clone(),
+        dashboard_override: options.dashboard_override.clone(),
+    });
     let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
         vec![None]
     } else {
@@ -130,13 +158,33 @@ pub async fn run(
     for scope in scopes {
         let (controller, store) = cluster_controller(
             &client,
-            scope,
+            scope.clone(),
             options.concurrency,
             context.clone(),
             stopped(stop_rx.clone()),
         );
         stores.push(store);
-        controllers.push(controller);
+        controllers.push(controller.boxed());
+        controllers.push(
+            rayjob::controller(
+                &client,
+                scope.clone(),
+                options.concurrency,
+                job_context.clone(),
+                stopped(stop_rx.clone()),
+            )
+            .boxed(),
+        );
+        controllers.push(
+            rayservice::controller(
+                &client,
+                scope.clone(),
+                options.concurrency,
+                service_context.clone(),
+                stopped(stop_rx.clone()),
+            )
+            .boxed(),
+        );
     }
     let readiness = ready.clone();
     let cluster_metrics = metrics.clone();
@@ -262,7 +310,7 @@ fn deleting(cluster: &RayCluster) -> Option<u64> {
     Some(u64::from(cluster.metadata.deletion_timestamp.is_some()))
 }
 
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     <K as kube::Resource>::DynamicType: Default,

@@ -26,6 +26,12 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    /// `jobDeploymentStatus` entered: Complete, Failed or Retrying.
+    outcome: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +41,13 @@ pub struct Metrics {
     clusters: Family<StateLabels, Gauge>,
     provisioned: Histogram,
     is_leader: Gauge,
+    job_outcomes: Family<OutcomeLabels, Counter>,
+    job_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+}
+
+fn job_histogram() -> Histogram {
+    // 1 s .. ~9 h: from the RayJob's start until it finished.
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -92,8 +105,26 @@ impl Metrics {
             "1 while this replica holds the leader lease and acts",
             is_leader.clone(),
         );
+        let job_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "job_outcomes",
+            "RayJobs that entered Complete, Failed or Retrying",
+            job_outcomes.clone(),
+        );
+        let job_duration =
+            Family::<OutcomeLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                job_histogram,
+            );
+        registry.register_with_unit(
+            "job_execution_duration",
+            "Time from a RayJob's start until it entered Complete, Failed or Retrying",
+            Unit::Seconds,
+            job_duration.clone(),
+        );
         Self {
             registry,
+            job_outcomes,
+            job_duration,
             reconciles,
             errors,
             duration,
@@ -136,6 +167,17 @@ impl Metrics {
 
     pub fn provisioned_after(&self, took: Duration) {
         self.provisioned.observe(took.as_secs_f64());
+    }
+
+    /// A RayJob entered Complete, Failed or Retrying after running for `took`.
+    pub fn job_finished(&self, outcome: &str, took: Duration) {
+        let labels = OutcomeLabels {
+            outcome: outcome.to_string(),
+        };
+        self.job_outcomes.get_or_create(&labels).inc();
+        self.job_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
     }
 
     pub fn set_leader(&self, leader: bool) {

@@ -111,6 +111,25 @@ pub fn head_service_labels(cluster: &str, app_name: Option<&str>) -> BTreeMap<St
     ])
 }
 
+/// Five characters of KubeRay's random-name alphabet (no vowels, so no words), as in
+/// `<rayjob>-<suffix>` cluster names and multi-host replica names.
+pub fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut bits = hasher.finish();
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize];
+            bits /= ALPHABET.len() as u64;
+            char::from(c)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

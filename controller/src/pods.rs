@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use raygate_api::labels::{
     ANNOTATION_FT_ENABLED, ANNOTATION_KUBERAY_VERSION, ANNOTATION_OVERWRITE_CONTAINER_CMD,
     ANNOTATION_UPGRADE_STRATEGY_RECREATE_HASH, RAY_ORIGINATED_FROM_CRD, RAY_REPLICA_HOST_INDEX,
-    RAY_WORKER_GROUP_REPLICA_INDEX, RAY_WORKER_GROUP_REPLICA_NAME,
+    RAY_SERVE, RAY_WORKER_GROUP_REPLICA_INDEX, RAY_WORKER_GROUP_REPLICA_NAME,
 };
 use raygate_api::{RayCluster, WorkerGroupSpec};
 
@@ -212,6 +212,19 @@ fn pod_labels(
                 labels.insert(key.clone(), value.clone());
             }
         }
+    }
+    // A RayService's serve Service selects these; the RayService controller takes a head
+    // out of it when the RayService says so.
+    if ctx
+        .cluster
+        .labels()
+        .get(RAY_ORIGINATED_FROM_CRD)
+        .map(String::as_str)
+        == Some("RayService")
+    {
+        labels
+            .entry(RAY_SERVE.to_string())
+            .or_insert_with(|| "true".to_string());
     }
     if let Some(slot) = slot {
         labels.insert(

@@ -5,8 +5,6 @@
 //! predecessor created and creates only what is missing.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,7 +53,6 @@ pub struct Context {
     /// (uid, generation) already warned about a missing webhook, so the event is not repeated
     /// on every pass.
     warned: Mutex<HashSet<(String, i64)>>,
-    replica_names: AtomicU64,
 }
 
 impl Context {
@@ -71,7 +68,6 @@ impl Context {
             events,
             metrics,
             warned: Mutex::new(HashSet::new()),
-            replica_names: AtomicU64::new(0),
         }
     }
 
@@ -89,18 +85,7 @@ impl Context {
 
     /// `<group>-<5 random characters>`, the name shared by a multi-host replica's pods.
     fn replica_name(&self, group: &str) -> String {
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(self.replica_names.fetch_add(1, Ordering::Relaxed));
-        let mut bits = hasher.finish();
-        let suffix: String = (0..5)
-            .map(|_| {
-                let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize];
-                bits /= ALPHABET.len() as u64;
-                char::from(c)
-            })
-            .collect();
-        format!("{group}-{suffix}")
+        format!("{group}-{}", crate::names::random_suffix())
     }
 }
 

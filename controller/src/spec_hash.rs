@@ -15,6 +15,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// 16 hex digits of FNV-1a.
+pub fn fnv1a_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a(bytes))
+}
+
 /// Hash of the spec without scaling fields, tolerations, scheduling gates and the strategy.
 pub fn pod_template_hash(spec: &RayClusterSpec) -> String {
     let mut spec = spec.clone();
@@ -37,7 +42,7 @@ pub fn pod_template_hash(spec: &RayClusterSpec) -> String {
         }
     }
     let bytes = serde_json::to_vec(&spec).unwrap_or_default();
-    format!("{:016x}", fnv1a(&bytes))
+    fnv1a_hex(&bytes)
 }
 
 #[cfg(test)]

@@ -51,6 +51,10 @@ pub struct ControllerArgs {
     /// Log output: human-readable text or one JSON object per line. Filter with RUST_LOG.
     #[arg(long, value_enum, env = "RAYGATE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Send every Ray dashboard request (RayJob submission and status) to this URL instead of
+    /// each cluster's head Service. For tests and local runs with a Ray head on this machine.
+    #[arg(long, env = "RAYGATE_DASHBOARD_URL_OVERRIDE")]
+    dashboard_url_override: Option<String>,
 }
 
 impl ControllerArgs {
@@ -77,6 +81,7 @@ impl ControllerArgs {
             leader_election,
             concurrency: self.concurrency,
             identity,
+            dashboard_override: self.dashboard_url_override,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -86,7 +91,7 @@ impl ControllerArgs {
             let client = super::kube_client::kube_client(self.kubeconfig.as_deref())
                 .await
                 .context("connecting to the Kubernetes API")?;
-            tracing::info!(namespaces = ?options.namespaces, cluster_domain = options.cluster_domain, "starting the RayCluster controller");
+            tracing::info!(namespaces = ?options.namespaces, cluster_domain = options.cluster_domain, "starting the RayCluster and RayJob controllers");
             raygate_controller::run(client, options, raygate_webhook::shutdown_signal())
                 .await
                 .context("running the controller")?;

@@ -6,11 +6,15 @@ pub mod helm;
 pub mod kubelet;
 pub mod kuberay_samples;
 pub mod ray_crds;
+pub mod ray_env;
+pub mod ray_head;
 pub mod self_managed;
 pub mod service_account;
+pub mod wait;
 pub mod webhook;
 
 pub use control_plane::{Binaries, ControlPlane, KubectlOutput};
 pub use controller::Controller;
 pub use ray_crds::{install_policy_crd, install_ray_crds};
+pub use ray_head::RayHead;
 pub use webhook::{Webhook, WebhookOptions};

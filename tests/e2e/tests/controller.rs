@@ -4,7 +4,6 @@
 //! tests mark pods Running/Ready themselves, with loopback pod IPs.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -13,6 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
 use raygate_e2e::kubelet::{mark_all_ready, mark_failed};
 use raygate_e2e::kuberay_samples::sample_text;
+use raygate_e2e::wait::wait_until;
 use raygate_e2e::{ControlPlane, Controller, Webhook, install_ray_crds};
 use serde_json::{Value, json};
 
@@ -172,21 +172,6 @@ fn condition(cluster: &RayCluster, type_: &str) -> Option<String> {
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| c.status.clone())
-}
-
-async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn sample() -> String {

@@ -318,6 +318,13 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
         "raypolicies.raygate.io",
         "default"
     ));
+    assert!(can(
+        &cp,
+        webhook,
+        "patch",
+        "raypolicies.raygate.io/status",
+        "default"
+    ));
     assert!(can(&cp, webhook, "list", "namespaces", "default"));
     assert!(can(&cp, webhook, "create", "secrets", RELEASE_NAMESPACE));
     assert!(can(
@@ -351,6 +358,13 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
         RELEASE_NAMESPACE
     ));
     // What they must not be able to do.
+    assert!(!can(
+        &cp,
+        webhook,
+        "patch",
+        "raypolicies.raygate.io",
+        "default"
+    ));
     for namespace in ["default", "team-a", "kube-system"] {
         assert!(!can(&cp, webhook, "get", "secrets", namespace));
         assert!(!can(&cp, controller, "get", "secrets", namespace));
@@ -371,11 +385,28 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
         "validatingwebhookconfigurations/someone-elses",
         "default"
     ));
-    assert!(!can(
+    // A RayJob's or RayService's own clusters are the controller's to delete; users' specs are
+    // never its to rewrite.
+    assert!(can(
         &cp,
         controller,
         "delete",
         "rayclusters.ray.io",
+        "team-a"
+    ));
+    assert!(!can(&cp, controller, "update", "rayjobs.ray.io", "team-a"));
+    assert!(!can(
+        &cp,
+        controller,
+        "update",
+        "rayservices.ray.io",
+        "team-a"
+    ));
+    assert!(can(
+        &cp,
+        controller,
+        "update",
+        "rayservices.ray.io/status",
         "team-a"
     ));
     assert!(!can(

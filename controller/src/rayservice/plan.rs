@@ -1,0 +1,251 @@
+//! The pure half of the RayService controller: which RayCluster should exist (zero-downtime
+//! upgrades prepare a new one when the cluster spec changes), what it looks like, and how Ray
+//! Serve's answer becomes status.
+//!
+//! What must survive a controller restart lives on the objects, not in memory (KubeRay keeps it
+//! in memory and re-applies configs after every restart): the serve config applied to a cluster
+//! is a hash annotation on that cluster, and a dangling cluster's deletion time an annotation
+//! on it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use raygate_api::labels::{
+    RAY_HASH_WITHOUT_REPLICAS, RAY_NUM_WORKER_GROUPS, RAY_ORIGINATED_FROM_CR_NAME,
+    RAY_ORIGINATED_FROM_CRD,
+};
+use raygate_api::rayservice::{AppStatus, ServeDeploymentStatus};
+use raygate_api::{RayCluster, RayService};
+
+use crate::dashboard::ServeDetails;
+use crate::names;
+use crate::spec_hash::{fnv1a_hex, pod_template_hash};
+
+/// On a RayService's cluster: the hash of the serve config last applied to it.
+pub const SERVE_CONFIG_HASH: &str = "raygate.io/serve-config-hash";
+/// On a cluster the RayService no longer uses: when it will be deleted (RFC 3339).
+pub const DELETE_AFTER: &str = "raygate.io/delete-after";
+/// `rayClusterDeletionDelaySeconds` when unset.
+pub const DEFAULT_DELETION_DELAY_SECONDS: i64 = 60;
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The hash a cluster must carry to match the RayService's `rayClusterConfig`. Scaling fields
+/// are left out: the autoscaler moves them, and that is no reason for a new cluster.
+pub fn goal_hash(service: &RayService) -> String {
+    pod_template_hash(&service.spec.ray_cluster_config)
+}
+
+pub fn cluster_hash(cluster: &RayCluster) -> Option<&str> {
+    cluster
+        .annotations()
+        .get(RAY_HASH_WITHOUT_REPLICAS)
+        .map(String::as_str)
+}
+
+/// Zero-downtime upgrades are on unless `upgradeStrategy.type` is `None`.
+pub fn zero_downtime(service: &RayService) -> bool {
+    service
+        .spec
+        .upgrade_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        != Some("None")
+}
+
+/// Whether a new pending cluster must be created for the current spec.
+pub fn needs_new_cluster(
+    service: &RayService,
+    active: Option<&RayCluster>,
+    pending: Option<&RayCluster>,
+) -> bool {
+    let goal = goal_hash(service);
+    match (active, pending) {
+        (_, Some(pending)) => cluster_hash(pending) != Some(goal.as_str()),
+        (None, None) => true,
+        (Some(active), None) => {
+            cluster_hash(active) != Some(goal.as_str()) && zero_downtime(service)
+        }
+    }
+}
+
+/// `<rayservice>-<5 random characters>`.
+pub fn new_cluster_name(service: &RayService) -> String {
+    let base: String = service.name_any().chars().take(50).collect();
+    format!("{base}-{}", names::random_suffix())
+}
+
+pub fn originated_from(service: &RayService) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (RAY_ORIGINATED_FROM_CR_NAME.to_string(), service.name_any()),
+        (
+            RAY_ORIGINATED_FROM_CRD.to_string(),
+            "RayService".to_string(),
+        ),
+    ])
+}
+
+pub fn cluster_for_service(service: &RayService, name: &str) -> RayCluster {
+    let spec = service.spec.ray_cluster_config.clone();
+    let mut labels = service.labels().clone();
+    labels.extend(originated_from(service));
+    let mut annotations = service.annotations().clone();
+    annotations.remove(LAST_APPLIED);
+    annotations.insert(RAY_HASH_WITHOUT_REPLICAS.to_string(), goal_hash(service));
+    annotations.insert(
+        RAY_NUM_WORKER_GROUPS.to_string(),
+        spec.worker_group_specs
+            .as_ref()
+            .map_or(0, Vec::len)
+            .to_string(),
+    );
+    RayCluster {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: service.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: service.controller_owner_ref(&()).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// `serveConfigV2` (YAML) as the JSON the Serve API takes; `None` when unset.
+pub fn serve_config(service: &RayService) -> Result<Option<serde_json::Value>, String> {
+    let Some(yaml) = service
+        .spec
+        .serve_config_v2
+        .as_deref()
+        .filter(|y| !y.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    serde_saphyr::from_str::<serde_json::Value>(yaml)
+        .map(Some)
+        .map_err(|e| format!("spec.serveConfigV2 is not valid YAML: {e}"))
+}
+
+pub fn config_hash(config: &serde_json::Value) -> String {
+    fnv1a_hex(config.to_string().as_bytes())
+}
+
+/// Serve is ready when it runs at least one application and every one is RUNNING.
+pub fn apps_running(details: &ServeDetails) -> bool {
+    !details.applications.is_empty()
+        && details
+            .applications
+            .values()
+            .all(|app| app.status == "RUNNING")
+}
+
+/// Serve's applications as `applicationStatuses` (the unnamed application is `default`).
+pub fn app_statuses(details: &ServeDetails) -> BTreeMap<String, AppStatus> {
+    details
+        .applications
+        .iter()
+        .map(|(name, app)| {
+            let name = if name.is_empty() { "default" } else { name };
+            let deployments = app
+                .deployments
+                .iter()
+                .map(|(name, d)| {
+                    let status = ServeDeploymentStatus {
+                        status: Some(d.status.clone()),
+                        message: d.message.clone().filter(|m| !m.is_empty()),
+                    };
+                    (name.clone(), status)
+                })
+                .collect();
+            let status = AppStatus {
+                status: Some(app.status.clone()),
+                message: app.message.clone().filter(|m| !m.is_empty()),
+                serve_deployment_statuses: Some(deployments),
+            };
+            (name.to_string(), status)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(image: &str, strategy: Option<&str>) -> RayService {
+        let mut spec = json!({
+            "serveConfigV2": "applications:\n  - name: hello\n    import_path: m:app\n",
+            "rayClusterConfig": {"headGroupSpec": {"template": {"spec": {"containers": [
+                {"name": "ray-head", "image": image}
+            ]}}}},
+        });
+        if let Some(kind) = strategy {
+            spec["upgradeStrategy"] = json!({"type": kind});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "ray.io/v1", "kind": "RayService",
+            "metadata": {"name": "svc", "namespace": "ns", "uid": "u-1", "labels": {"team": "a"}},
+            "spec": spec,
+        }))
+        .expect("a RayService")
+    }
+
+    #[test]
+    fn a_cluster_spec_change_prepares_a_new_cluster_unless_upgrades_are_off() {
+        let v1 = service("rayproject/ray:2.46.0", None);
+        let active = cluster_for_service(&v1, "svc-aaaaa");
+        assert!(needs_new_cluster(&v1, None, None));
+        assert!(!needs_new_cluster(&v1, Some(&active), None));
+        let v2 = service("rayproject/ray:2.47.0", None);
+        assert!(needs_new_cluster(&v2, Some(&active), None));
+        let pending = cluster_for_service(&v2, "svc-bbbbb");
+        assert!(!needs_new_cluster(&v2, Some(&active), Some(&pending)));
+        // A newer spec while a pending cluster exists replaces the pending one.
+        let v3 = service("rayproject/ray:2.48.0", None);
+        assert!(needs_new_cluster(&v3, Some(&active), Some(&pending)));
+        let off = service("rayproject/ray:2.47.0", Some("None"));
+        assert!(!needs_new_cluster(&off, Some(&active), None));
+    }
+
+    #[test]
+    fn the_cluster_is_labelled_hashed_and_owned() {
+        let cluster = cluster_for_service(&service("rayproject/ray:2.46.0", None), "svc-aaaaa");
+        assert_eq!(cluster.labels()["team"], "a");
+        assert_eq!(cluster.labels()[RAY_ORIGINATED_FROM_CRD], "RayService");
+        assert_eq!(cluster.labels()[RAY_ORIGINATED_FROM_CR_NAME], "svc");
+        assert_eq!(cluster.annotations()[RAY_NUM_WORKER_GROUPS], "0");
+        assert!(cluster_hash(&cluster).is_some());
+        assert_eq!(cluster.owner_references()[0].kind, "RayService");
+    }
+
+    #[test]
+    fn serve_answers_become_status() {
+        let details: ServeDetails = serde_json::from_value(json!({"applications": {
+            "hello": {"status": "RUNNING", "message": "", "deployments": {
+                "Hello": {"status": "HEALTHY", "message": ""}}},
+            "": {"status": "DEPLOYING", "deployments": {}},
+        }}))
+        .expect("details");
+        assert!(!apps_running(&details));
+        let statuses = app_statuses(&details);
+        assert_eq!(statuses["hello"].status.as_deref(), Some("RUNNING"));
+        assert_eq!(statuses["hello"].message, None);
+        let deployments = statuses["hello"]
+            .serve_deployment_statuses
+            .as_ref()
+            .expect("deployments");
+        assert_eq!(deployments["Hello"].status.as_deref(), Some("HEALTHY"));
+        assert_eq!(statuses["default"].status.as_deref(), Some("DEPLOYING"));
+        assert!(!apps_running(&ServeDetails::default()));
+    }
+
+    #[test]
+    fn serve_config_yaml_becomes_json_with_a_stable_hash() {
+        let svc = service("rayproject/ray:2.46.0", None);
+        let config = serve_config(&svc).expect("valid").expect("set");
+        assert_eq!(config["applications"][0]["import_path"], "m:app");
+        assert_eq!(config_hash(&config), config_hash(&config.clone()));
+    }
+}

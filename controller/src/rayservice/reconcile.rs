@@ -1,0 +1,615 @@
+//! One reconcile pass of a RayService: make sure the right clusters exist, apply the serve
+//! config to the cluster that should serve, move the Services to a new cluster once its
+//! applications run, retire old clusters after the deletion delay, and write status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::{Api, Client, ResourceExt};
+use raygate_api::labels::{
+    MANAGED_BY_KUBERAY, RAY_ORIGINATED_FROM_CR_NAME, RAY_ORIGINATED_FROM_CRD,
+};
+use raygate_api::rayservice::RayServiceStatus;
+use raygate_api::{RayCluster, RayService, RayServiceStatuses};
+use serde_json::json;
+
+use super::plan::{self, DELETE_AFTER, SERVE_CONFIG_HASH};
+use super::services;
+use crate::dashboard::DashboardClient;
+use crate::error::Error;
+use crate::events::EventSink;
+use crate::metrics::Metrics;
+use crate::pod_state;
+use crate::rayjob::submitter::dashboard_port;
+use crate::status::{HEAD_POD_READY, condition_is_true};
+
+/// KubeRay requeues every RayService every 2 s.
+const REQUEUE: Duration = Duration::from_secs(2);
+/// Status queries; KubeRay uses 2 s.
+const DASHBOARD_TIMEOUT: Duration = Duration::from_secs(2);
+/// The first PUT of a serve config starts Serve's controller on the head, which takes many
+/// seconds on a busy head.
+const SERVE_PUT_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub const READY: &str = "Ready";
+pub const UPGRADE_IN_PROGRESS: &str = "UpgradeInProgress";
+
+pub struct ServiceContext {
+    pub client: Client,
+    pub cluster_domain: String,
+    pub events: EventSink,
+    pub metrics: Arc<Metrics>,
+    /// As for RayJobs: every dashboard request goes here when set (tests, local runs).
+    pub dashboard_override: Option<String>,
+}
+
+impl ServiceContext {
+    fn dashboard(&self, cluster: &RayCluster, timeout: Duration) -> Option<DashboardClient> {
+        let base = match &self.dashboard_override {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}:{}",
+                crate::names::head_service_fqdn(
+                    &crate::services::head_service_name(cluster),
+                    &cluster.namespace().unwrap_or_default(),
+                    &self.cluster_domain
+                ),
+                dashboard_port(&cluster.spec)
+            ),
+        };
+        DashboardClient::new(&base, timeout)
+            .inspect_err(|error| tracing::warn!(%error, base, "no dashboard client"))
+            .ok()
+    }
+}
+
+pub async fn reconcile(
+    service: Arc<RayService>,
+    ctx: Arc<ServiceContext>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_service(&service, &ctx).await;
+    ctx.metrics.reconciled(
+        "RayService",
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
+}
+
+pub fn error_policy(service: Arc<RayService>, error: &Error, _ctx: Arc<ServiceContext>) -> Action {
+    tracing::warn!(
+        namespace = service.namespace().unwrap_or_default(),
+        name = service.name_any(),
+        %error,
+        "RayService reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(3))
+}
+
+struct Io<'a> {
+    ctx: &'a ServiceContext,
+    service: &'a RayService,
+    name: String,
+    namespace: String,
+}
+
+impl Io<'_> {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+    }
+
+    fn error(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error + '_ {
+        let action = action.into();
+        move |source| Error::ObjectApi {
+            object: format!("RayService {}/{}", self.namespace, self.name),
+            action,
+            source,
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(kind = "RayService", namespace = service.namespace(), name = service.name_any()))]
+async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result<Action, Error> {
+    if let Some(manager) = service.spec.managed_by.as_deref()
+        && manager != MANAGED_BY_KUBERAY
+    {
+        return Ok(Action::await_change());
+    }
+    if service.metadata.deletion_timestamp.is_some() {
+        // Clusters and Services go with it through their owner references.
+        return Ok(Action::await_change());
+    }
+    let io = Io {
+        ctx,
+        service,
+        name: service.name_any(),
+        namespace: service.namespace().unwrap_or_default(),
+    };
+    let old = service.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let now = Timestamp::now();
+
+    let verdict = raygate_api::validation::validate_rayservice(service, None);
+    if !verdict.is_allowed() {
+        let problems: Vec<String> = verdict.errors.iter().map(ToString::to_string).collect();
+        set_condition(
+            &mut status,
+            service,
+            READY,
+            false,
+            "ValidationFailed",
+            &problems.join("; "),
+        );
+        write_if_changed(&io, &old, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    let clusters = owned_clusters(&io).await?;
+    let find = |name: Option<&String>| {
+        name.and_then(|n| clusters.iter().find(|c| &c.name_any() == n))
+            .cloned()
+    };
+    let mut active = find(
+        status
+            .active_service_status
+            .as_ref()
+            .and_then(|s| s.ray_cluster_name.as_ref()),
+    );
+    let mut pending = find(
+        status
+            .pending_service_status
+            .as_ref()
+            .and_then(|s| s.ray_cluster_name.as_ref()),
+    );
+    if plan::needs_new_cluster(service, active.as_ref(), pending.as_ref()) {
+        let name = plan::new_cluster_name(service);
+        let desired = plan::cluster_for_service(service, &name);
+        let created = io
+            .api::<RayCluster>()
+            .create(&PostParams::default(), &desired)
+            .await
+            .map_err(io.error(format!("creating RayCluster {name}")))?;
+        ctx.events
+            .normal(
+                service,
+                "CreatedRayCluster",
+                "Create",
+                format!("Created RayCluster {}/{name}", io.namespace),
+            )
+            .await;
+        pending = Some(created);
+    }
+    let active_name = active.as_ref().map(ResourceExt::name_any);
+    let pending_name = pending.as_ref().map(ResourceExt::name_any);
+
+    // The cluster whose serve config matters now: the new one while upgrading.
+    let config = plan::serve_config(service);
+    let mut serving = BTreeMap::new();
+    for (cluster, is_pending) in [(pending.as_mut(), true), (active.as_mut(), false)] {
+        let Some(cluster) = cluster else { continue };
+        let apply = is_pending || pending_name.is_none();
+        let report = reconcile_serve(&io, cluster, &config, apply).await?;
+        serving.insert(cluster.name_any(), report);
+    }
+
+    // Promotion: a pending cluster whose applications all run takes over the Services.
+    let pending_ready = pending_name
+        .as_ref()
+        .and_then(|n| serving.get(n))
+        .is_some_and(|r| r.running);
+    if pending_ready && let Some(new) = pending.take() {
+        if let Some(old) = &active_name {
+            ctx.events
+                .normal(
+                    service,
+                    "PromotedRayCluster",
+                    "Upgrade",
+                    format!("RayCluster {} now serves; {old} is retired", new.name_any()),
+                )
+                .await;
+        }
+        active = Some(new);
+    }
+    let active_name = active.as_ref().map(ResourceExt::name_any);
+    let pending_name = pending.as_ref().map(ResourceExt::name_any);
+    if let Some(cluster) = &active {
+        ensure_service(&io, services::head_service(service, cluster)).await?;
+        ensure_service(&io, services::serve_service(service, cluster)).await?;
+    }
+    retire_others(&io, &clusters, [&active_name, &pending_name], now).await?;
+
+    status.active_service_status = active
+        .as_ref()
+        .map(|c| cluster_status(c, serving.get(&c.name_any())));
+    status.pending_service_status = pending
+        .as_ref()
+        .map(|c| cluster_status(c, serving.get(&c.name_any())));
+    let endpoints = match &active_name {
+        Some(name) => serve_endpoints(&io, name).await?,
+        None => 0,
+    };
+    status.num_serve_endpoints = Some(endpoints);
+    if endpoints > 0 {
+        set_condition(
+            &mut status,
+            service,
+            READY,
+            true,
+            "NonZeroServeEndpoints",
+            "",
+        );
+    } else if active.is_some() {
+        set_condition(&mut status, service, READY, false, "ZeroServeEndpoints", "");
+    } else {
+        set_condition(&mut status, service, READY, false, "Initializing", "");
+    }
+    match (&active_name, &pending_name) {
+        (Some(_), Some(_)) => set_condition(
+            &mut status,
+            service,
+            UPGRADE_IN_PROGRESS,
+            true,
+            "BothActivePendingClustersExist",
+            "",
+        ),
+        (Some(_), None) => set_condition(
+            &mut status,
+            service,
+            UPGRADE_IN_PROGRESS,
+            false,
+            "NoPendingCluster",
+            "",
+        ),
+        (None, _) => {
+            set_condition_unknown(&mut status, service, UPGRADE_IN_PROGRESS, "NoActiveCluster")
+        }
+    }
+    status.service_status = Some(if endpoints > 0 { "Running" } else { "" }.to_string());
+    status.observed_generation = service.metadata.generation;
+    write_if_changed(&io, &old, status).await?;
+    Ok(Action::requeue(REQUEUE))
+}
+
+async fn owned_clusters(io: &Io<'_>) -> Result<Vec<RayCluster>, Error> {
+    let selector = format!(
+        "{RAY_ORIGINATED_FROM_CRD}=RayService,{RAY_ORIGINATED_FROM_CR_NAME}={}",
+        io.name
+    );
+    let uid = io.service.uid();
+    let list = io
+        .api::<RayCluster>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(io.error("listing its RayClusters"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|c| {
+            c.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+#[derive(Debug, Default)]
+struct ServeReport {
+    running: bool,
+    apps: Option<BTreeMap<String, raygate_api::rayservice::AppStatus>>,
+}
+
+/// Applies the serve config to the cluster when it lacks it (its annotation tells), and reads
+/// back what Serve runs. Nothing happens before the head pod is ready.
+async fn reconcile_serve(
+    io: &Io<'_>,
+    cluster: &mut RayCluster,
+    config: &Result<Option<serde_json::Value>, String>,
+    apply: bool,
+) -> Result<ServeReport, Error> {
+    if !condition_is_true(cluster.status.as_ref(), HEAD_POD_READY) {
+        return Ok(ServeReport::default());
+    }
+    let Some(client) = io.ctx.dashboard(cluster, DASHBOARD_TIMEOUT) else {
+        return Ok(ServeReport::default());
+    };
+    let details = match client.serve_details().await {
+        Ok(details) => Some(details),
+        Err(error) => {
+            tracing::info!(%error, cluster = cluster.name_any(), "Serve did not answer");
+            None
+        }
+    };
+    let config = match config {
+        Ok(config) => config.as_ref(),
+        Err(message) => {
+            io.ctx
+                .events
+                .warning(
+                    io.service,
+                    "FailedToUpdateServeApplications",
+                    "Serve",
+                    message.clone(),
+                )
+                .await;
+            None
+        }
+    };
+    if apply && let Some(config) = config {
+        let hash = plan::config_hash(config);
+        let applied = cluster.annotations().get(SERVE_CONFIG_HASH) == Some(&hash);
+        // No applications at all: the head restarted without GCS fault tolerance.
+        let lost = details.as_ref().is_some_and(|d| d.applications.is_empty());
+        if !applied || lost {
+            put_config(io, cluster, config, &hash).await?;
+        }
+    }
+    Ok(match details {
+        Some(details) => ServeReport {
+            running: plan::apps_running(&details),
+            apps: Some(plan::app_statuses(&details)),
+        },
+        None => ServeReport::default(),
+    })
+}
+
+async fn put_config(
+    io: &Io<'_>,
+    cluster: &mut RayCluster,
+    config: &serde_json::Value,
+    hash: &str,
+) -> Result<(), Error> {
+    let Some(client) = io.ctx.dashboard(cluster, SERVE_PUT_TIMEOUT) else {
+        return Ok(());
+    };
+    let name = cluster.name_any();
+    if let Err(error) = client.put_serve_config(config).await {
+        io.ctx
+            .events
+            .warning(
+                io.service,
+                "FailedToUpdateServeApplications",
+                "Serve",
+                format!("Applying serveConfigV2 to RayCluster {name}: {error}"),
+            )
+            .await;
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"annotations": {SERVE_CONFIG_HASH: hash}}});
+    *cluster = io
+        .api::<RayCluster>()
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(io.error(format!("recording the serve config on RayCluster {name}")))?;
+    io.ctx
+        .events
+        .normal(
+            io.service,
+            "UpdatedServeApplications",
+            "Serve",
+            format!(
+                "Applied serveConfigV2 to RayCluster {}/{name}",
+                io.namespace
+            ),
+        )
+        .await;
+    Ok(())
+}
+
+/// Creates the Service, or moves an existing one's selector (only that: users and cloud
+/// controllers annotate Services, and the ClusterIP must stay).
+async fn ensure_service(io: &Io<'_>, desired: Service) -> Result<(), Error> {
+    let api = io.api::<Service>();
+    let name = desired.name_any();
+    let selector = desired.spec.as_ref().and_then(|s| s.selector.clone());
+    match api
+        .get_opt(&name)
+        .await
+        .map_err(io.error(format!("reading Service {name}")))?
+    {
+        None => {
+            api.create(&PostParams::default(), &desired)
+                .await
+                .map_err(io.error(format!("creating Service {name}")))?;
+            io.ctx
+                .events
+                .normal(
+                    io.service,
+                    "CreatedService",
+                    "Create",
+                    format!("Created Service {}/{name}", io.namespace),
+                )
+                .await;
+        }
+        Some(existing) if existing.spec.as_ref().and_then(|s| s.selector.clone()) != selector => {
+            let patch = json!({"spec": {"selector": selector}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(io.error(format!("pointing Service {name} at the new cluster")))?;
+            io.ctx
+                .events
+                .normal(
+                    io.service,
+                    "UpdatedService",
+                    "Upgrade",
+                    format!("Service {name} now selects {selector:?}"),
+                )
+                .await;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Clusters neither active nor pending are deleted `rayClusterDeletionDelaySeconds` after
+/// they were first seen so (the time is stored on the cluster, so a restart keeps it).
+async fn retire_others(
+    io: &Io<'_>,
+    clusters: &[RayCluster],
+    keep: [&Option<String>; 2],
+    now: Timestamp,
+) -> Result<(), Error> {
+    let delay = io
+        .service
+        .spec
+        .ray_cluster_deletion_delay_seconds
+        .map_or(plan::DEFAULT_DELETION_DELAY_SECONDS, i64::from)
+        .max(0);
+    let api = io.api::<RayCluster>();
+    for cluster in clusters {
+        let name = cluster.name_any();
+        if keep.iter().any(|k| k.as_deref() == Some(name.as_str())) {
+            continue;
+        }
+        let due = cluster
+            .annotations()
+            .get(DELETE_AFTER)
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        match due {
+            None => {
+                let at = now
+                    .checked_add(SignedDuration::from_secs(delay))
+                    .unwrap_or(now);
+                let patch = json!({"metadata": {"annotations": {DELETE_AFTER: at.to_string()}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(io.error(format!("scheduling the deletion of RayCluster {name}")))?;
+            }
+            Some(at) if at <= now => {
+                let params = DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..DeleteParams::default()
+                };
+                match api.delete(&name, &params).await {
+                    Ok(_) => {
+                        io.ctx
+                            .events
+                            .normal(
+                                io.service,
+                                "DeletedRayCluster",
+                                "Delete",
+                                format!("Deleted RayCluster {}/{name}", io.namespace),
+                            )
+                            .await;
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(source) => {
+                        return Err(io.error(format!("deleting RayCluster {name}"))(source));
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn cluster_status(cluster: &RayCluster, report: Option<&ServeReport>) -> RayServiceStatus {
+    RayServiceStatus {
+        ray_cluster_name: Some(cluster.name_any()),
+        ray_cluster_status: cluster.status.clone(),
+        application_statuses: report.and_then(|r| r.apps.clone()),
+        ..RayServiceStatus::default()
+    }
+}
+
+/// Ready pods the serve Service selects: what its endpoints hold (counted from pods, which
+/// needs no EndpointSlice controller).
+async fn serve_endpoints(io: &Io<'_>, cluster: &str) -> Result<i32, Error> {
+    let selector = services::serve_selector(cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = io
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(io.error("listing serving pods"))?;
+    let ready = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_state::is_running_and_ready(p))
+        .count();
+    Ok(i32::try_from(ready).unwrap_or(i32::MAX))
+}
+
+fn set_condition(
+    status: &mut RayServiceStatuses,
+    service: &RayService,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+) {
+    let value = if value { "True" } else { "False" };
+    put_condition(status, service, type_, value, reason, message);
+}
+
+fn set_condition_unknown(
+    status: &mut RayServiceStatuses,
+    service: &RayService,
+    type_: &str,
+    reason: &str,
+) {
+    put_condition(status, service, type_, "Unknown", reason, "");
+}
+
+/// Sets a condition; its transition time moves only when its status does.
+fn put_condition(
+    status: &mut RayServiceStatuses,
+    service: &RayService,
+    type_: &str,
+    value: &str,
+    reason: &str,
+    message: &str,
+) {
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let existing = conditions.iter().position(|c| c.type_ == type_);
+    let transition = existing
+        .map(|i| &conditions[i])
+        .filter(|c| c.status == value)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(Timestamp::now()));
+    let condition = Condition {
+        type_: type_.to_string(),
+        status: value.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: transition,
+        observed_generation: service.metadata.generation,
+    };
+    match existing {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+}
+
+async fn write_if_changed(
+    io: &Io<'_>,
+    old: &RayServiceStatuses,
+    mut status: RayServiceStatuses,
+) -> Result<(), Error> {
+    if &status == old {
+        return Ok(());
+    }
+    status.last_update_time = Some(Time(Timestamp::now()));
+    let mut updated = io.service.clone();
+    updated.status = Some(status);
+    io.api::<RayService>()
+        .replace_status(&io.name, &PostParams::default(), &updated)
+        .await
+        .map_err(io.error("writing the status"))?;
+    Ok(())
+}

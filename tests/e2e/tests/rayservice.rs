@@ -1,0 +1,296 @@
+//! A RayService as a user sees it, against a real API server and a real Ray head running Ray
+//! Serve: the first deploy, a serve-config change applied in place, and a cluster upgrade in
+//! which the serve Service never lacks ready endpoints.
+//!
+//! The controller reaches the local head through `--dashboard-url-override`, so every cluster
+//! of the RayService talks to that one head; pods are marked Ready by a stand-in kubelet.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Api;
+use kube::api::ListParams;
+use raygate_api::{RayCluster, RayService};
+use raygate_e2e::ray_env::RayEnv;
+use raygate_e2e::ray_head::{free_loopback_port, loopback_http_get};
+use raygate_e2e::wait::wait_until;
+use serde_json::json;
+
+const NS: &str = "default";
+const NAME: &str = "hello";
+/// The first deploy starts Serve on the head (up to ~20 s on a busy machine).
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+const APP: &str = "import os\n\
+from ray import serve\n\n\n\
+@serve.deployment\n\
+class Hello:\n    \
+    def __call__(self, request):\n        \
+        return os.environ.get(\"MESSAGE\", \"unset\")\n\n\n\
+app = Hello.bind()\n";
+
+fn serve_config(port: u16, app_dir: &str, message: &str) -> String {
+    format!(
+        "http_options:\n  host: 127.0.0.1\n  port: {port}\n\
+         applications:\n\
+         \x20 - name: hello\n\
+         \x20   route_prefix: /\n\
+         \x20   import_path: raygate_hello:app\n\
+         \x20   runtime_env:\n\
+         \x20     env_vars:\n\
+         \x20       PYTHONPATH: {app_dir}\n\
+         \x20       MESSAGE: {message}\n\
+         \x20   deployments:\n\
+         \x20     - name: Hello\n\
+         \x20       num_replicas: 1\n\
+         \x20       ray_actor_options:\n\
+         \x20         num_cpus: 0.1\n"
+    )
+}
+
+fn rayservice(config: &str, head_env: &str) -> String {
+    let service = json!({
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {
+            "rayClusterDeletionDelaySeconds": 3,
+            "serveConfigV2": config,
+            "rayClusterConfig": {
+                "rayVersion": "2.46.0",
+                "headGroupSpec": {
+                    "rayStartParams": {},
+                    "template": {"spec": {"containers": [{
+                        "name": "ray-head",
+                        "image": "rayproject/ray:2.46.0",
+                        "env": [{"name": "DEPLOYMENT", "value": head_env}],
+                        "resources": {"limits": {"cpu": "1", "memory": "2Gi"}},
+                    }]}},
+                },
+            },
+        },
+    });
+    serde_json::to_string(&service).expect("JSON")
+}
+
+fn condition(service: &RayService, type_: &str) -> Option<String> {
+    service
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+fn cluster_of(service: &RayService, pending: bool) -> Option<String> {
+    let status = service.status.as_ref()?;
+    let side = if pending {
+        status.pending_service_status.as_ref()
+    } else {
+        status.active_service_status.as_ref()
+    };
+    side?.ray_cluster_name.clone()
+}
+
+fn app_status(service: &RayService) -> Option<(String, String)> {
+    let apps = service
+        .status
+        .as_ref()?
+        .active_service_status
+        .as_ref()?
+        .application_statuses
+        .as_ref()?;
+    let hello = apps.get("hello")?;
+    let deployment = hello
+        .serve_deployment_statuses
+        .as_ref()?
+        .get("Hello")?
+        .status
+        .clone()?;
+    Some((hello.status.clone()?, deployment))
+}
+
+/// Ready pods the Service's selector picks: what its endpoints would hold.
+async fn ready_endpoints(pods: &Api<Pod>, services: &Api<Service>) -> Option<usize> {
+    let service = services.get_opt("hello-serve-svc").await.ok()??;
+    let selector = service.spec?.selector?;
+    let selector: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let list = pods
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await
+        .ok()?;
+    Some(
+        list.items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count(),
+    )
+}
+
+async fn http_answer(port: u16, wanted: &str) {
+    wait_until(&format!("Serve answers {wanted:?}"), TIMEOUT, || async {
+        match tokio::task::spawn_blocking(move || loopback_http_get(port, "/")).await {
+            Ok(Ok((200, body))) if body == wanted => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_deploys_updates_in_place_and_upgrades_without_downtime() {
+    let env = RayEnv::start(NS)
+        .await
+        .expect("control plane, raygate and a Ray head start (tests/controlplane/build.sh, tests/tools/install-ray.sh)");
+    let app_dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(app_dir.path().join("raygate_hello.py"), APP).expect("write the app");
+    let app_dir = app_dir.path().display().to_string();
+    let port = free_loopback_port().expect("a free port");
+    let services: Api<RayService> = Api::namespaced(env.client.clone(), NS);
+    let clusters: Api<RayCluster> = Api::namespaced(env.client.clone(), NS);
+    let apply = |yaml: String| env.apply(&yaml).expect("kubectl apply");
+
+    // First deploy: a cluster, the config applied, the Services, Ready.
+    apply(rayservice(&serve_config(port, &app_dir, "v1"), "a"));
+    let ready = wait_until("the RayService Ready", TIMEOUT, || async {
+        let service = services.get(NAME).await.expect("get the RayService");
+        (condition(&service, "Ready").as_deref() == Some("True")).then_some(service)
+    })
+    .await;
+    let first = cluster_of(&ready, false).expect("an active cluster");
+    assert_eq!(
+        app_status(&ready),
+        Some(("RUNNING".to_string(), "HEALTHY".to_string()))
+    );
+    let status = ready.status.clone().unwrap_or_default();
+    assert!(status.num_serve_endpoints.unwrap_or(0) >= 1);
+    assert_eq!(status.service_status.as_deref(), Some("Running"));
+    assert_eq!(
+        condition(&ready, "UpgradeInProgress").as_deref(),
+        Some("False")
+    );
+    let serve_svc: Api<Service> = Api::namespaced(env.client.clone(), NS);
+    let selector = serve_svc
+        .get("hello-serve-svc")
+        .await
+        .expect("the serve Service")
+        .spec
+        .and_then(|s| s.selector)
+        .unwrap_or_default();
+    assert_eq!(selector.get("ray.io/cluster"), Some(&first));
+    assert_eq!(
+        selector.get("ray.io/serve").map(String::as_str),
+        Some("true")
+    );
+    serve_svc
+        .get("hello-head-svc")
+        .await
+        .expect("the head Service");
+    http_answer(port, "v1").await;
+
+    // A serve-config change is applied in place: same cluster, new answer.
+    apply(rayservice(&serve_config(port, &app_dir, "v2"), "a"));
+    http_answer(port, "v2").await;
+    let after = services.get(NAME).await.expect("get");
+    assert_eq!(cluster_of(&after, false), Some(first.clone()));
+    assert_eq!(
+        cluster_of(&after, true),
+        None,
+        "no new cluster for a config change"
+    );
+    let listed = clusters.list(&ListParams::default()).await.expect("list");
+    assert_eq!(listed.items.len(), 1, "one cluster");
+
+    // A cluster change: a new cluster comes up, takes over, and the old one goes away, while
+    // the serve Service always selects ready pods.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (pods, serve_svc, stop) = (pods.clone(), serve_svc.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut gaps = Vec::new();
+            let mut checks = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match ready_endpoints(&pods, &serve_svc).await {
+                    Some(0) => gaps.push(Instant::now()),
+                    Some(_) => checks += 1,
+                    None => {}
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (checks, gaps)
+        })
+    };
+    apply(rayservice(&serve_config(port, &app_dir, "v2"), "b"));
+    let mut saw_pending = false;
+    let deadline = Instant::now() + TIMEOUT;
+    let upgraded = loop {
+        let service = services.get(NAME).await.expect("get");
+        saw_pending |= cluster_of(&service, true).is_some()
+            && condition(&service, "UpgradeInProgress").as_deref() == Some("True");
+        let active = cluster_of(&service, false);
+        if active.is_some_and(|a| a != first) && cluster_of(&service, true).is_none() {
+            break service;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the new cluster to take over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let second = cluster_of(&upgraded, false).expect("active");
+    assert!(saw_pending, "the upgrade went through a pending cluster");
+    wait_until("the old cluster deleted", TIMEOUT, || async {
+        clusters
+            .get_opt(&first)
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (checks, gaps) = watcher.await.expect("the endpoint watcher");
+    assert!(checks > 10, "the watcher looked {checks} times");
+    assert!(
+        gaps.is_empty(),
+        "the serve Service had no ready endpoints {} times",
+        gaps.len()
+    );
+    let selector = serve_svc
+        .get("hello-serve-svc")
+        .await
+        .expect("the serve Service")
+        .spec
+        .and_then(|s| s.selector)
+        .unwrap_or_default();
+    assert_eq!(selector.get("ray.io/cluster"), Some(&second));
+    http_answer(port, "v2").await;
+    let reasons: Vec<String> = env
+        .events("RayService", NAME)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    for wanted in [
+        "CreatedRayCluster",
+        "UpdatedServeApplications",
+        "PromotedRayCluster",
+        "DeletedRayCluster",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == wanted),
+            "no {wanted} event in {reasons:?}"
+        );
+    }
+}
