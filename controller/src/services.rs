@@ -155,6 +155,70 @@ pub fn head_service(cluster: &RayCluster) -> Service {
 }
 
 /// Whether any worker group runs multi-host replicas, which need per-pod DNS names.
+/// A copy of the cluster's head Service for the RayJob or RayService that owns the cluster:
+/// one stable name (`<owner>-head-svc`) whatever cluster currently serves.
+pub fn owner_head_service(
+    cluster: &RayCluster,
+    name: String,
+    labels: BTreeMap<String, String>,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+) -> Service {
+    let spec = head_service(cluster).spec.map(|mut spec| {
+        let selector = spec.selector.get_or_insert_with(BTreeMap::new);
+        selector.insert(RAY_CLUSTER.to_string(), cluster.name_any());
+        selector.insert(RAY_NODE_TYPE.to_string(), "head".to_string());
+        spec
+    });
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: cluster.namespace(),
+            labels: Some(labels),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// What [`ensure_selecting`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    Created,
+    /// The selector moved (to another cluster).
+    Moved,
+    Unchanged,
+}
+
+/// Creates the Service, or moves an existing one's selector — only that: users and cloud
+/// controllers annotate Services, and the ClusterIP must stay.
+pub async fn ensure_selecting(
+    api: &kube::Api<Service>,
+    desired: &Service,
+) -> Result<Ensured, kube::Error> {
+    let name = desired.name_any();
+    let selector = desired.spec.as_ref().and_then(|s| s.selector.clone());
+    match api.get_opt(&name).await? {
+        None => match api.create(&kube::api::PostParams::default(), desired).await {
+            Ok(_) => Ok(Ensured::Created),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Ensured::Unchanged),
+            Err(e) => Err(e),
+        },
+        Some(existing) if existing.spec.as_ref().and_then(|s| s.selector.clone()) != selector => {
+            let patch = serde_json::json!({"spec": {"selector": selector}});
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+            Ok(Ensured::Moved)
+        }
+        Some(_) => Ok(Ensured::Unchanged),
+    }
+}
+
 pub fn needs_headless_service(cluster: &RayCluster) -> bool {
     cluster
         .spec

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use raygate_api::labels::{
-    ANNOTATION_DISABLE_PROVISIONED_HEAD_RESTART, RAY_CLUSTER, RAY_JOB_SUBMISSION_MODE,
-    RAY_ORIGINATED_FROM_CR_NAME, RAY_ORIGINATED_FROM_CRD,
+    ANNOTATION_DISABLE_PROVISIONED_HEAD_RESTART, RAY_CLUSTER, RAY_IDENTIFIER,
+    RAY_JOB_SUBMISSION_MODE, RAY_NODE_TYPE, RAY_ORIGINATED_FROM_CR_NAME, RAY_ORIGINATED_FROM_CRD,
 };
 use raygate_api::{RayCluster, RayJob};
 
@@ -47,6 +48,23 @@ pub fn originated_from(job: &RayJob) -> BTreeMap<String, String> {
         (RAY_ORIGINATED_FROM_CR_NAME.to_string(), job.name_any()),
         (RAY_ORIGINATED_FROM_CRD.to_string(), "RayJob".to_string()),
     ])
+}
+
+/// `<rayjob>-head-svc`: the job's cluster's head under a name that survives retries (each
+/// attempt has a new cluster), owned by the RayJob.
+pub fn head_service(job: &RayJob, cluster: &RayCluster) -> Service {
+    let mut labels = originated_from(job);
+    labels.insert(RAY_NODE_TYPE.to_string(), "head".to_string());
+    labels.insert(
+        RAY_IDENTIFIER.to_string(),
+        format!("{}-head", job.name_any()),
+    );
+    crate::services::owner_head_service(
+        cluster,
+        names::head_service_name(&job.name_any()),
+        labels,
+        job.controller_owner_ref(&()),
+    )
 }
 
 /// The cluster to create, or `None` when the job names no `rayClusterSpec`.

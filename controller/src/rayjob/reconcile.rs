@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -438,6 +439,24 @@ async fn initialize(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Re
         ),
         submitter::dashboard_port(&cluster.spec)
     ));
+    if job.spec.cluster_selector.is_none() {
+        let desired = super::cluster::head_service(job, &cluster);
+        let name = desired.name_any();
+        let outcome = services::ensure_selecting(&io.api::<Service>(), &desired)
+            .await
+            .map_err(io.error(format!("creating or pointing Service {name}")))?;
+        if outcome == services::Ensured::Created {
+            io.ctx
+                .events
+                .normal(
+                    job,
+                    "CreatedService",
+                    "Create",
+                    format!("Created Service {}/{name}", io.namespace),
+                )
+                .await;
+        }
+    }
     match SubmissionMode::of(job) {
         SubmissionMode::Interactive => Ok(Step::to(status, deployment::WAITING)),
         SubmissionMode::K8sJob => {

@@ -27,6 +27,7 @@ use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::pod_state;
 use crate::rayjob::submitter::dashboard_port;
+use crate::services::Ensured;
 use crate::status::{HEAD_POD_READY, condition_is_true};
 
 /// KubeRay requeues every RayService every 2 s.
@@ -39,6 +40,8 @@ const SERVE_PUT_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const READY: &str = "Ready";
 pub const UPGRADE_IN_PROGRESS: &str = "UpgradeInProgress";
+pub const SUSPENDING: &str = "Suspending";
+pub const SUSPENDED: &str = "Suspended";
 
 pub struct ServiceContext {
     pub client: Client,
@@ -156,6 +159,24 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
     }
 
     let clusters = owned_clusters(&io).await?;
+    // Atomic, as in KubeRay: once Suspending is recorded, the suspension completes.
+    if service.spec.suspend == Some(true) || condition_true(&old, SUSPENDING) {
+        suspend(&io, &clusters, &mut status).await?;
+        status.observed_generation = service.metadata.generation;
+        write_if_changed(&io, &old, status).await?;
+        return Ok(Action::requeue(REQUEUE));
+    }
+    if condition_true(&old, SUSPENDED) {
+        set_condition(
+            &mut status,
+            service,
+            SUSPENDED,
+            false,
+            "RayServiceResumed",
+            "",
+        );
+        set_condition(&mut status, service, READY, false, "Initializing", "");
+    }
     let find = |name: Option<&String>| {
         name.and_then(|n| clusters.iter().find(|c| &c.name_any() == n))
             .cloned()
@@ -198,6 +219,9 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
     let mut serving = BTreeMap::new();
     for (cluster, is_pending) in [(pending.as_mut(), true), (active.as_mut(), false)] {
         let Some(cluster) = cluster else { continue };
+        if service.spec.exclude_head_pod_from_serve_svc == Some(true) {
+            exclude_head(&io, &cluster.name_any()).await?;
+        }
         let apply = is_pending || pending_name.is_none();
         let report = reconcile_serve(&io, cluster, &config, apply).await?;
         serving.insert(cluster.name_any(), report);
@@ -407,49 +431,40 @@ async fn put_config(
     Ok(())
 }
 
-/// Creates the Service, or moves an existing one's selector (only that: users and cloud
-/// controllers annotate Services, and the ClusterIP must stay).
 async fn ensure_service(io: &Io<'_>, desired: Service) -> Result<(), Error> {
-    let api = io.api::<Service>();
     let name = desired.name_any();
-    let selector = desired.spec.as_ref().and_then(|s| s.selector.clone());
-    match api
-        .get_opt(&name)
+    let outcome = crate::services::ensure_selecting(&io.api::<Service>(), &desired)
         .await
-        .map_err(io.error(format!("reading Service {name}")))?
-    {
-        None => {
-            api.create(&PostParams::default(), &desired)
-                .await
-                .map_err(io.error(format!("creating Service {name}")))?;
-            io.ctx
-                .events
-                .normal(
-                    io.service,
-                    "CreatedService",
-                    "Create",
-                    format!("Created Service {}/{name}", io.namespace),
-                )
-                .await;
-        }
-        Some(existing) if existing.spec.as_ref().and_then(|s| s.selector.clone()) != selector => {
-            let patch = json!({"spec": {"selector": selector}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(io.error(format!("pointing Service {name} at the new cluster")))?;
-            io.ctx
-                .events
-                .normal(
-                    io.service,
-                    "UpdatedService",
-                    "Upgrade",
-                    format!("Service {name} now selects {selector:?}"),
-                )
-                .await;
-        }
-        Some(_) => {}
-    }
+        .map_err(io.error(format!("creating or pointing Service {name}")))?;
+    let (reason, note) = match outcome {
+        Ensured::Created => (
+            "CreatedService",
+            format!("Created Service {}/{name}", io.namespace),
+        ),
+        Ensured::Moved => (
+            "UpdatedService",
+            format!(
+                "Service {name} now selects RayCluster {}",
+                selected_cluster(&desired).unwrap_or_default()
+            ),
+        ),
+        Ensured::Unchanged => return Ok(()),
+    };
+    io.ctx
+        .events
+        .normal(io.service, reason, "Reconcile", note)
+        .await;
     Ok(())
+}
+
+fn selected_cluster(service: &Service) -> Option<String> {
+    service
+        .spec
+        .as_ref()?
+        .selector
+        .as_ref()?
+        .get(raygate_api::labels::RAY_CLUSTER)
+        .cloned()
 }
 
 /// Clusters neither active nor pending are deleted `rayClusterDeletionDelaySeconds` after
@@ -513,6 +528,116 @@ async fn retire_others(
         }
     }
     Ok(())
+}
+
+/// Deletes every cluster and the RayService's Services; Suspended once nothing is left.
+async fn suspend(
+    io: &Io<'_>,
+    clusters: &[RayCluster],
+    status: &mut RayServiceStatuses,
+) -> Result<(), Error> {
+    let service = io.service;
+    set_condition(status, service, SUSPENDING, true, "SuspendInProgress", "");
+    status.active_service_status = None;
+    status.pending_service_status = None;
+    status.num_serve_endpoints = Some(0);
+    status.service_status = Some(String::new());
+    let mut remaining = false;
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    for cluster in clusters {
+        remaining = true;
+        let name = cluster.name_any();
+        match io.api::<RayCluster>().delete(&name, &params).await {
+            Ok(_) => {
+                io.ctx
+                    .events
+                    .normal(
+                        service,
+                        "DeletedRayCluster",
+                        "Suspend",
+                        format!("Deleted RayCluster {}/{name}", io.namespace),
+                    )
+                    .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => return Err(io.error(format!("deleting RayCluster {name}"))(source)),
+        }
+    }
+    for name in [
+        services::head_service_name(service),
+        services::serve_service_name(service),
+    ] {
+        match io
+            .api::<Service>()
+            .delete(&name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => remaining = true,
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => return Err(io.error(format!("deleting Service {name}"))(source)),
+        }
+    }
+    if !remaining {
+        set_condition(status, service, SUSPENDING, false, "SuspendComplete", "");
+        set_condition(status, service, SUSPENDED, true, "SuspendComplete", "");
+        set_condition(status, service, READY, false, "SuspendComplete", "");
+        set_condition(
+            status,
+            service,
+            UPGRADE_IN_PROGRESS,
+            false,
+            "SuspendComplete",
+            "",
+        );
+    }
+    Ok(())
+}
+
+/// `excludeHeadPodFromServeSvc`: the head pods leave the serve Service.
+async fn exclude_head(io: &Io<'_>, cluster: &str) -> Result<(), Error> {
+    let api = io.api::<Pod>();
+    let selector = format!(
+        "{}={cluster},{}=head",
+        raygate_api::labels::RAY_CLUSTER,
+        raygate_api::labels::RAY_NODE_TYPE
+    );
+    let heads = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(io.error("listing head pods"))?;
+    for pod in heads.items {
+        if pod
+            .labels()
+            .get(raygate_api::labels::RAY_SERVE)
+            .map(String::as_str)
+            == Some("false")
+        {
+            continue;
+        }
+        let patch = json!({"metadata": {"labels": {raygate_api::labels::RAY_SERVE: "false"}}});
+        api.patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(io.error(format!(
+            "taking head pod {} out of the serve Service",
+            pod.name_any()
+        )))?;
+    }
+    Ok(())
+}
+
+fn condition_true(status: &RayServiceStatuses, type_: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 fn cluster_status(cluster: &RayCluster, report: Option<&ServeReport>) -> RayServiceStatus {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use raygate_api::labels::{RAY_CLUSTER, RAY_IDENTIFIER, RAY_NODE_TYPE, RAY_SERVE};
+use raygate_api::labels::{RAY_CLUSTER, RAY_IDENTIFIER, RAY_SERVE};
 use raygate_api::{RayCluster, RayService};
 
 use super::plan::originated_from;
@@ -27,13 +27,6 @@ pub fn serve_service_name(service: &RayService) -> String {
         .and_then(|s| s.metadata.name.clone())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| names::check_name(&format!("{}-serve-svc", service.name_any())))
-}
-
-pub fn head_selector(cluster: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (RAY_CLUSTER.to_string(), cluster.to_string()),
-        (RAY_NODE_TYPE.to_string(), "head".to_string()),
-    ])
 }
 
 pub fn serve_selector(cluster: &str) -> BTreeMap<String, String> {
@@ -57,18 +50,17 @@ fn metadata(service: &RayService, name: String, extra: (&str, String)) -> Object
 
 /// A copy of the serving cluster's head Service, named for the RayService.
 pub fn head_service(service: &RayService, cluster: &RayCluster) -> Service {
-    let from_cluster = crate::services::head_service(cluster);
-    let mut spec = from_cluster.spec.unwrap_or_default();
-    spec.selector = Some(head_selector(&cluster.name_any()));
-    Service {
-        metadata: metadata(
-            service,
-            head_service_name(service),
-            (RAY_IDENTIFIER, format!("{}-head", service.name_any())),
-        ),
-        spec: Some(spec),
-        status: None,
-    }
+    let meta = metadata(
+        service,
+        head_service_name(service),
+        (RAY_IDENTIFIER, format!("{}-head", service.name_any())),
+    );
+    crate::services::owner_head_service(
+        cluster,
+        head_service_name(service),
+        meta.labels.unwrap_or_default(),
+        service.controller_owner_ref(&()),
+    )
 }
 
 fn serve_port(cluster: &RayCluster) -> i32 {
@@ -121,6 +113,7 @@ pub fn serve_service(service: &RayService, cluster: &RayCluster) -> Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raygate_api::labels::RAY_NODE_TYPE;
     use serde_json::json;
 
     fn service() -> RayService {
@@ -150,9 +143,12 @@ mod tests {
         );
         let head = head_service(&svc, &cluster);
         assert_eq!(head.name_any(), "svc-head-svc");
+        let selector = head.spec.and_then(|s| s.selector).unwrap_or_default();
+        assert_eq!(selector[RAY_CLUSTER], "svc-aaaaa");
+        assert_eq!(selector[RAY_NODE_TYPE], "head");
         assert_eq!(
-            head.spec.expect("spec").selector,
-            Some(head_selector("svc-aaaaa"))
+            head.metadata.labels.unwrap_or_default()[RAY_IDENTIFIER],
+            "svc-head"
         );
     }
 }

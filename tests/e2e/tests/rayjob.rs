@@ -166,6 +166,12 @@ async fn http_mode_job_runs_on_its_own_cluster_which_is_deleted_after_the_ttl() 
     assert_eq!(created.labels()["ray.io/originated-from-crd"], "RayJob");
     assert_eq!(created.labels()["ray.io/originated-from-cr-name"], "hello");
     assert_eq!(created.owner_references()[0].name, "hello");
+    let head_svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(env.client.clone(), NS)
+        .get("hello-head-svc")
+        .await
+        .expect("the RayJob's head Service, named for the job");
+    let selector = head_svc.spec.and_then(|s| s.selector).unwrap_or_default();
+    assert_eq!(selector.get("ray.io/cluster"), Some(&cluster));
     assert!(
         running
             .finalizers()
@@ -414,4 +420,75 @@ async fn k8s_job_mode_submits_through_a_submitter_job() {
         status_field(&done, |s| s.job_status.as_deref()),
         "SUCCEEDED"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_job_waits_for_its_job_id_then_deletion_rules_run_in_order() {
+    let env = start().await;
+    let mut job: Value = serde_json::from_str(&rayjob(
+        "notebook",
+        json!({
+            "submissionMode": "InteractiveMode",
+            "deletionStrategy": {"deletionRules": [
+                {"policy": "DeleteWorkers", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 0}},
+                {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 4}},
+            ]},
+        }),
+    ))
+    .expect("JSON");
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"] = json!([{
+        "groupName": "workers", "replicas": 1, "minReplicas": 0, "maxReplicas": 2,
+        "rayStartParams": {},
+        "template": {"spec": {"containers": [{
+            "name": "ray-worker", "image": "rayproject/ray:2.46.0",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+        }]}},
+    }]);
+    env.must_apply(&job.to_string());
+    let waiting = env.wait_for_deployment_status("notebook", "Waiting").await;
+    let cluster = status_field(&waiting, |s| s.ray_cluster_name.as_deref()).to_string();
+
+    // The user submits from the notebook, then tells the RayJob which job to follow.
+    let id = format!("notebook-{}", std::process::id());
+    let submission = raygate_controller::dashboard::JobSubmission {
+        entrypoint: env.python("print('interactive')"),
+        submission_id: id.clone(),
+        ..Default::default()
+    };
+    env.dashboard()
+        .submit_job(&submission)
+        .await
+        .expect("Ray takes the job");
+    let patch = json!({"spec": {"jobId": id}}).to_string();
+    env.kubectl_must(
+        &["patch", "rayjob", "notebook", "--type=merge", "-p", &patch],
+        None,
+    );
+    let done = env.wait_for_deployment_status("notebook", "Complete").await;
+    assert_eq!(status_field(&done, |s| s.job_id.as_deref()), id);
+    assert_eq!(
+        status_field(&done, |s| s.job_status.as_deref()),
+        "SUCCEEDED"
+    );
+
+    // DeleteWorkers at once (the head stays for the dashboard), DeleteCluster 4 s later.
+    let suspended = wait_until("the worker groups suspended", TIMEOUT, || async {
+        let c = env.clusters().get_opt(&cluster).await.expect("get")?;
+        let groups = c.spec.worker_group_specs.clone().unwrap_or_default();
+        groups.iter().all(|g| g.suspend == Some(true)).then_some(c)
+    })
+    .await;
+    assert!(suspended.metadata.deletion_timestamp.is_none());
+    env.wait_until_gone(&cluster).await;
+    let reasons: Vec<String> = env
+        .job_events("notebook")
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    for wanted in ["Waiting", "SuspendedWorkers", "DeletedRayCluster"] {
+        assert!(
+            reasons.iter().any(|r| r == wanted),
+            "no {wanted} event in {reasons:?}"
+        );
+    }
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::Api;
 use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 use raygate_api::{RayCluster, RayService};
 use raygate_e2e::ray_env::RayEnv;
 use raygate_e2e::ray_head::{free_loopback_port, loopback_http_get};
@@ -51,6 +51,10 @@ fn serve_config(port: u16, app_dir: &str, message: &str) -> String {
 }
 
 fn rayservice(config: &str, head_env: &str) -> String {
+    rayservice_with(config, head_env, json!({}))
+}
+
+fn rayservice_with(config: &str, head_env: &str, extra: serde_json::Value) -> String {
     let service = json!({
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -72,6 +76,10 @@ fn rayservice(config: &str, head_env: &str) -> String {
             },
         },
     });
+    let mut service = service;
+    if let (Some(spec), Some(extra)) = (service["spec"].as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
     serde_json::to_string(&service).expect("JSON")
 }
 
@@ -148,7 +156,7 @@ async fn http_answer(port: u16, wanted: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_deploys_updates_in_place_and_upgrades_without_downtime() {
+async fn serve_deploys_updates_in_place_upgrades_without_downtime_and_suspends() {
     let env = RayEnv::start(NS)
         .await
         .expect("control plane, raygate and a Ray head start (tests/controlplane/build.sh, tests/tools/install-ray.sh)");
@@ -293,4 +301,78 @@ async fn serve_deploys_updates_in_place_and_upgrades_without_downtime() {
             "no {wanted} event in {reasons:?}"
         );
     }
+
+    // Suspend: every cluster and both Services go, and the status says so.
+    apply(rayservice_with(
+        &serve_config(port, &app_dir, "v2"),
+        "b",
+        json!({"suspend": true}),
+    ));
+    let suspended = wait_until("the RayService Suspended", TIMEOUT, || async {
+        let service = services.get(NAME).await.expect("get");
+        (condition(&service, "Suspended").as_deref() == Some("True")).then_some(service)
+    })
+    .await;
+    assert_eq!(condition(&suspended, "Ready").as_deref(), Some("False"));
+    assert_eq!(cluster_of(&suspended, false), None);
+    assert!(
+        serve_svc
+            .get_opt("hello-serve-svc")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let listed = clusters.list(&ListParams::default()).await.expect("list");
+    assert!(
+        listed
+            .items
+            .iter()
+            .all(|c| c.metadata.deletion_timestamp.is_some()),
+        "every cluster is being deleted"
+    );
+
+    // Resume with the head kept out of the serve Service: a new cluster whose head serves
+    // nothing, so no serve endpoints (there are no workers).
+    apply(rayservice_with(
+        &serve_config(port, &app_dir, "v2"),
+        "b",
+        json!({"suspend": false, "excludeHeadPodFromServeSvc": true}),
+    ));
+    let resumed = wait_until("an active cluster after resume", TIMEOUT, || async {
+        let service = services.get(NAME).await.expect("get");
+        let active = cluster_of(&service, false)?;
+        (condition(&service, "Suspended").as_deref() == Some("False")
+            && app_status(&service).is_some_and(|(app, _)| app == "RUNNING"))
+        .then_some((service, active))
+    })
+    .await;
+    let (_, third) = resumed;
+    assert!(third != first && third != second, "a new cluster: {third}");
+    let heads = pods
+        .list(
+            &ListParams::default().labels(&format!("ray.io/cluster={third},ray.io/node-type=head")),
+        )
+        .await
+        .expect("list");
+    assert!(!heads.items.is_empty());
+    wait_until("the head out of the serve Service", TIMEOUT, || async {
+        let service = services.get(NAME).await.expect("get");
+        let heads = pods
+            .list(
+                &ListParams::default()
+                    .labels(&format!("ray.io/cluster={third},ray.io/node-type=head")),
+            )
+            .await
+            .expect("list");
+        let excluded = heads
+            .items
+            .iter()
+            .all(|p| p.labels().get("ray.io/serve").map(String::as_str) == Some("false"));
+        let status = service.status.clone().unwrap_or_default();
+        (excluded
+            && status.num_serve_endpoints == Some(0)
+            && condition(&service, "Ready").as_deref() == Some("False"))
+        .then_some(())
+    })
+    .await;
 }
