@@ -258,6 +258,9 @@ async fn finish(io: &Io<'_>, step: Step) -> Result<Action, Error> {
     }
     if to != from {
         transition_event(io, &from, &to, &status).await;
+        if status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED) {
+            stop_ray_job(io, &status, "its RayJob passed activeDeadlineSeconds").await;
+        }
     }
     Ok(match (to.as_str(), requeue) {
         (deployment::COMPLETE | deployment::FAILED, _) => Action::requeue(REQUEUE_TRANSITION),
@@ -920,33 +923,40 @@ async fn suspend_workers(io: &Io<'_>, cluster_name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Stops the Ray job unless Ray already reports it finished (best effort: the dashboard may be
+/// gone with its cluster).
+async fn stop_ray_job(io: &Io<'_>, status: &RayJobStatus, why: &str) {
+    let finished = job_status::is_terminal(status.job_status.as_deref().unwrap_or_default());
+    let (Some(job_id), false) = (status.job_id.as_deref(), finished) else {
+        return;
+    };
+    let Some(dashboard) = io.ctx.dashboard(status) else {
+        return;
+    };
+    match dashboard.stop_job(job_id).await {
+        Ok(true) => {
+            io.ctx
+                .events
+                .normal(
+                    io.job,
+                    "StoppedRayJob",
+                    "Stop",
+                    format!("Stopped Ray job {job_id}: {why}"),
+                )
+                .await;
+        }
+        Ok(false) => {}
+        Err(error) => tracing::info!(%error, job_id, "could not stop the Ray job"),
+    }
+}
+
 /// A deleted RayJob: stop its Ray job if it still runs (best effort), then let it go.
 async fn finalize(io: &Io<'_>) -> Result<Action, Error> {
     if !io.job.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
     let status = io.job.status.clone().unwrap_or_default();
-    let running = !job_status::is_terminal(state::job_status(io.job));
-    if running
-        && let Some(job_id) = status.job_id.as_deref()
-        && let Some(dashboard) = io.ctx.dashboard(&status)
-    {
-        match dashboard.stop_job(job_id).await {
-            Ok(true) => {
-                io.ctx
-                    .events
-                    .normal(
-                        io.job,
-                        "StoppedRayJob",
-                        "Delete",
-                        format!("Stopped Ray job {job_id} of the deleted RayJob"),
-                    )
-                    .await;
-            }
-            Ok(false) => {}
-            Err(error) => tracing::info!(%error, job_id, "could not stop the Ray job"),
-        }
-    }
+    stop_ray_job(io, &status, "its RayJob was deleted").await;
     let finalizers: Vec<String> = io
         .job
         .finalizers()

@@ -19,7 +19,7 @@ pub struct RayEnv {
     pub head: &'static RayHead,
     pub client: Client,
     _webhook: Webhook,
-    _controller: Controller,
+    controller: Controller,
     kubelet: tokio::task::JoinHandle<()>,
 }
 
@@ -51,9 +51,14 @@ impl RayEnv {
             head,
             client,
             _webhook: webhook,
-            _controller: controller,
+            controller,
             kubelet,
         })
+    }
+
+    /// The controller's `/metrics` text.
+    pub fn controller_metrics(&self) -> Result<String> {
+        self.controller.metrics()
     }
 
     /// `kubectl <args>`, which must succeed; its stdout.

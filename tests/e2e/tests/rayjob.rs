@@ -209,6 +209,15 @@ async fn http_mode_job_runs_on_its_own_cluster_which_is_deleted_after_the_ttl() 
     assert_eq!(ray_job.status, JobStatus::Succeeded);
 
     env.wait_until_gone(&cluster).await;
+    let metrics = env.controller_metrics().expect("controller metrics");
+    assert!(
+        metrics.contains("raygate_job_outcomes_total{outcome=\"Complete\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("raygate_job_execution_duration_seconds_count{outcome=\"Complete\"} 1"),
+        "{metrics}"
+    );
     let reasons: Vec<String> = env.job_events("hello").into_iter().map(|e| e.1).collect();
     for wanted in [
         "CreatedRayCluster",
@@ -491,4 +500,32 @@ async fn interactive_job_waits_for_its_job_id_then_deletion_rules_run_in_order()
             "no {wanted} event in {reasons:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_fails_without_retrying() {
+    let env = start().await;
+    env.must_apply(&rayjob(
+        "slow",
+        json!({
+            "submissionMode": "HTTPMode",
+            "entrypoint": env.python("import time; time.sleep(600)"),
+            "activeDeadlineSeconds": 15,
+            "backoffLimit": 2,
+        }),
+    ));
+    let failed = env.wait_for_deployment_status("slow", "Failed").await;
+    let status = failed.status.clone().unwrap_or_default();
+    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(status.failed, Some(1), "a deadline is not retried");
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("activeDeadlineSeconds (15)"), "{message}");
+    // The deadline also ends the work in Ray.
+    let job_id = status.job_id.expect("a job id");
+    let dashboard = env.dashboard();
+    wait_until("the Ray job STOPPED", TIMEOUT, || async {
+        let info = dashboard.job_info(&job_id).await.ok().flatten()?;
+        (info.status == JobStatus::Stopped).then_some(())
+    })
+    .await;
 }
