@@ -10,6 +10,11 @@ export RAYGATE_CONTROLPLANE_BIN="$PWD/target/controlplane/bin"
 # helm, for the chart tests (built from its Go module, cached under target/tools/).
 bash tests/tools/build-helm.sh
 export RAYGATE_HELM_BIN="$PWD/target/tools/bin/helm"
+# cert-manager's controller and cainjector (from the github.com/cert-manager/cert-manager module)
+# and its CRDs, for the cert-manager mode tests (cached under target/cert-manager/).
+bash tests/certmanager/build.sh
+export RAYGATE_CERT_MANAGER_BIN="$PWD/target/cert-manager/bin"
+export RAYGATE_CERT_MANAGER_CRDS="$PWD/target/cert-manager/crds"
 # Ray from PyPI, for the tests against a real Ray head (installed once under target/ray-venv/).
 bash tests/tools/install-ray.sh >/dev/null
 export RAYGATE_RAY_BIN="$PWD/target/ray-venv/bin/ray"

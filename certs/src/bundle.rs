@@ -133,7 +133,11 @@ impl CertBundle {
     }
 }
 
-fn keyed(cert_pem: String, key_pem: String, what: &str) -> Result<KeyedCertificate, Error> {
+pub(crate) fn keyed(
+    cert_pem: String,
+    key_pem: String,
+    what: &str,
+) -> Result<KeyedCertificate, Error> {
     let parsed = ParsedCertificate::from_pem(&cert_pem, what)?;
     if public_key_of(&key_pem, TLS_KEY)? != parsed.public_key {
         return Err(Error::InvalidCertificate {

@@ -6,9 +6,12 @@
 //! - [`rotation`]: when to renew what, as a pure function of the certificates and the time.
 //! - [`status`]: what `raygate certs status` reports, from the Secret and the `caBundle`s.
 //! - [`manager`]: the Kubernetes side of self-managed mode (Secret, `caBundle`, watch, loop).
+//! - [`cert_manager`]: cert-manager mode (Issuer, Certificate, `inject-ca-from`, the Secret
+//!   cert-manager writes).
 //! - [`serving_dir`]: the local files the webhook's reloading resolver serves.
 
 pub mod bundle;
+pub mod cert_manager;
 pub mod issue;
 pub mod manager;
 pub mod parsed;

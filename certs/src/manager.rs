@@ -671,7 +671,15 @@ pub async fn read_status(
     });
     let bundle = match &secret {
         None => Err("not found".to_owned()),
-        Some(secret) => stored_bundle(secret).map_err(|e| e.to_string()),
+        // cert-manager's Secrets hold no CA key; read the served pair and ca.crt.
+        Some(secret) if crate::cert_manager::is_cert_manager_secret(secret) => {
+            crate::cert_manager::served_pair(secret)
+                .map(|pair| pair.status_certificates())
+                .map_err(|e| e.to_string())
+        }
+        Some(secret) => stored_bundle(secret)
+            .map(|bundle| (&bundle).into())
+            .map_err(|e| e.to_string()),
     };
     let ca_bundles = read_ca_bundles(client, webhook_configs).await?;
     Ok(crate::status::StatusReport::new(

@@ -42,14 +42,32 @@ impl ServingDir {
 
     /// Whether the files on disk already hold `bundle`'s serving pair and trust bundle.
     pub fn holds(&self, bundle: &CertBundle) -> bool {
+        self.holds_files(
+            &bundle.serving.cert_pem,
+            &bundle.serving.key_pem,
+            &bundle.trust_bundle(),
+        )
+    }
+
+    /// Whether the files on disk are exactly these.
+    pub fn holds_files(&self, cert_pem: &str, key_pem: &str, ca_pem: &str) -> bool {
         let read = |name: &str| fs::read_to_string(self.dir.join(name)).ok();
-        read(TLS_CRT).as_deref() == Some(bundle.serving.cert_pem.as_str())
-            && read(TLS_KEY).as_deref() == Some(bundle.serving.key_pem.as_str())
-            && read(CA_CRT).as_deref() == Some(bundle.trust_bundle().as_str())
+        read(TLS_CRT).as_deref() == Some(cert_pem)
+            && read(TLS_KEY).as_deref() == Some(key_pem)
+            && read(CA_CRT).as_deref() == Some(ca_pem)
     }
 
     /// Publishes `bundle`'s serving pair (and the trust bundle, for debugging) in one step.
     pub fn write(&self, bundle: &CertBundle) -> Result<(), Error> {
+        self.write_files(
+            &bundle.serving.cert_pem,
+            &bundle.serving.key_pem,
+            &bundle.trust_bundle(),
+        )
+    }
+
+    /// Publishes a serving pair and its CA in one step.
+    pub fn write_files(&self, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<(), Error> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| Error::Write { path, source }
@@ -62,9 +80,9 @@ impl ServingDir {
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir(&staging).map_err(io(&staging))?;
         for (file, contents, mode) in [
-            (TLS_CRT, bundle.serving.cert_pem.clone(), 0o644),
-            (TLS_KEY, bundle.serving.key_pem.clone(), 0o600),
-            (CA_CRT, bundle.trust_bundle(), 0o644),
+            (TLS_CRT, cert_pem, 0o644),
+            (TLS_KEY, key_pem, 0o600),
+            (CA_CRT, ca_pem, 0o644),
         ] {
             let path = staging.join(file);
             fs::OpenOptions::new()

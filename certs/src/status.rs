@@ -50,12 +50,35 @@ pub struct WebhookStatus {
     pub trust: WebhookTrust,
 }
 
+/// The certificates a Secret holds, as status reads them: the served one, and the CAs it
+/// carries with the part each plays.
+#[derive(Debug, Clone)]
+pub struct StatusCertificates {
+    pub serving: ParsedCertificate,
+    /// The CA that signs serving certificates now (self-managed), or the Secret's `ca.crt`
+    /// (cert-manager), if any.
+    pub signing_ca: Option<ParsedCertificate>,
+    pub next_ca: Option<ParsedCertificate>,
+    pub retired_cas: Vec<ParsedCertificate>,
+}
+
+impl From<&CertBundle> for StatusCertificates {
+    fn from(bundle: &CertBundle) -> Self {
+        Self {
+            serving: bundle.serving.parsed.clone(),
+            signing_ca: Some(bundle.ca.parsed.clone()),
+            next_ca: bundle.next_ca.as_ref().map(|next| next.parsed.clone()),
+            retired_cas: bundle.retired_cas.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StatusReport {
     pub mode: Mode,
     pub secret: String,
     /// The Secret's certificates, or why they can't be read.
-    pub bundle: Result<CertBundle, String>,
+    pub bundle: Result<StatusCertificates, String>,
     pub webhooks: Vec<WebhookStatus>,
     pub now: OffsetDateTime,
 }
@@ -64,7 +87,7 @@ impl StatusReport {
     pub fn new(
         secret: String,
         secret_is_self_managed: bool,
-        bundle: Result<CertBundle, String>,
+        bundle: Result<StatusCertificates, String>,
         ca_bundles: &[WebhookCaBundle],
         now: OffsetDateTime,
     ) -> Self {
@@ -82,7 +105,7 @@ impl StatusReport {
                 config: hook.config.clone(),
                 webhook: hook.webhook.clone(),
                 trust: match &bundle {
-                    Ok(bundle) => trust(hook, &bundle.serving.parsed, now),
+                    Ok(bundle) => trust(hook, &bundle.serving, now),
                     Err(_) => WebhookTrust::Unreadable("no served certificate to check".into()),
                 },
             })
@@ -102,15 +125,17 @@ impl StatusReport {
         match &self.bundle {
             Err(error) => problems.push(format!("Secret {}: {error}", self.secret)),
             Ok(bundle) => {
-                let serving = &bundle.serving.parsed;
+                let serving = &bundle.serving;
                 if !serving.is_valid_at(self.now) {
                     problems.push(format!(
                         "the serving certificate is not valid now (notBefore {}, notAfter {})",
                         serving.not_before, serving.not_after
                     ));
                 }
-                if !bundle.ca.parsed.is_valid_at(self.now) {
-                    problems.push(format!("the CA expired at {}", bundle.ca.parsed.not_after));
+                if let Some(ca) = &bundle.signing_ca
+                    && !ca.is_valid_at(self.now)
+                {
+                    problems.push(format!("the CA expired at {}", ca.not_after));
                 }
             }
         }
@@ -152,10 +177,12 @@ impl StatusReport {
                     remaining(cert, self.now)
                 );
             };
-            line(&mut out, "serving cert:", &bundle.serving.parsed);
-            line(&mut out, "signing CA:", &bundle.ca.parsed);
+            line(&mut out, "serving cert:", &bundle.serving);
+            if let Some(ca) = &bundle.signing_ca {
+                line(&mut out, "signing CA:", ca);
+            }
             if let Some(next) = &bundle.next_ca {
-                line(&mut out, "next CA:", &next.parsed);
+                line(&mut out, "next CA:", next);
             }
             for retired in &bundle.retired_cas {
                 line(&mut out, "retired CA:", retired);
@@ -264,7 +291,7 @@ mod tests {
     fn a_matching_ca_bundle_is_ok() {
         let bundle = bundle();
         let hooks = [hook(Some(bundle.trust_bundle()))];
-        let report = StatusReport::new("ns/s".into(), true, Ok(bundle), &hooks, now());
+        let report = StatusReport::new("ns/s".into(), true, Ok((&bundle).into()), &hooks, now());
         assert_eq!(report.mode, Mode::SelfManaged);
         assert!(report.problems().is_empty(), "{}", report.render());
         assert!(report.render().contains("status:          OK"));
@@ -275,7 +302,7 @@ mod tests {
         let served = bundle();
         let other = bundle();
         let hooks = [hook(Some(other.trust_bundle())), hook(None)];
-        let report = StatusReport::new("ns/s".into(), true, Ok(served), &hooks, now());
+        let report = StatusReport::new("ns/s".into(), true, Ok((&served).into()), &hooks, now());
         let problems = report.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("validate.raygate.io"), "{problems:?}");
@@ -288,7 +315,7 @@ mod tests {
         let bundle = bundle();
         let hooks = [hook(Some(bundle.trust_bundle()))];
         let later = now() + Duration::from_secs(120);
-        let report = StatusReport::new("ns/s".into(), true, Ok(bundle), &hooks, later);
+        let report = StatusReport::new("ns/s".into(), true, Ok((&bundle).into()), &hooks, later);
         let text = report.render();
         assert!(text.contains("EXPIRED"), "{text}");
         assert!(!report.problems().is_empty());

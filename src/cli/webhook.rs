@@ -131,7 +131,8 @@ impl WebhookArgs {
                     "no cluster access configured: enforcing --policy-dir policies only"
                 ),
             }
-            // Self-managed: the files must exist before the server loads them.
+            // Self-managed and cert-manager: the files must exist before the server loads them.
+            let mut from_cert_manager = None;
             let self_managed = match cert_mode {
                 CertMode::File => None,
                 CertMode::SelfManaged => {
@@ -141,6 +142,15 @@ impl WebhookArgs {
                         .await?;
                     config.certificate = certs.paths.clone();
                     Some(certs)
+                }
+                CertMode::CertManager => {
+                    let certs = self
+                        .certs
+                        .start_cert_manager(self.kubeconfig.as_deref(), &self.cluster_domain)
+                        .await?;
+                    config.certificate = certs.paths.clone();
+                    from_cert_manager = Some(certs);
+                    None
                 }
             };
             let server = Server::bind(config)
@@ -153,6 +163,13 @@ impl WebhookArgs {
                     CertEvent::SyncFailed(reason) => metrics.observe_certificate_sync_error(reason),
                 });
                 tokio::spawn(certs.manager.clone().run());
+            }
+            if let Some(certs) = &from_cert_manager {
+                let (reloads, errors) = (server.metrics(), server.metrics());
+                tokio::spawn(certs.source.clone().run(
+                    move || reloads.observe_certificate_rotation("cert_manager_renewal"),
+                    move |reason| errors.observe_certificate_sync_error(reason),
+                ));
             }
             // RayPolicy status: what this replica loaded and counted.
             let status_writer = client.map(|client| {
@@ -176,6 +193,7 @@ impl WebhookArgs {
             }
             tracing::info!("stopped");
             drop(self_managed);
+            drop(from_cert_manager);
             Ok(ExitCode::SUCCESS)
         })
     }

@@ -1,5 +1,6 @@
 //! Test support: the local control plane (etcd + kube-apiserver) and helpers named for what a user sees.
 
+pub mod cert_manager;
 pub mod control_plane;
 pub mod controller;
 pub mod helm;

@@ -28,6 +28,8 @@ pub struct SelfManagedOptions {
     /// Kubeconfig to run with (e.g. one impersonating raygate's ServiceAccount); default:
     /// the control plane's admin kubeconfig.
     pub kubeconfig: Option<PathBuf>,
+    /// `--cert-mode`; default `self-managed`.
+    pub cert_mode: Option<String>,
 }
 
 pub struct SelfManagedWebhook {
@@ -49,7 +51,10 @@ impl SelfManagedWebhook {
         let mut command = Command::new(raygate_binary()?);
         command
             .arg("webhook")
-            .arg("--cert-mode=self-managed")
+            .arg(format!(
+                "--cert-mode={}",
+                options.cert_mode.as_deref().unwrap_or("self-managed")
+            ))
             .arg(format!(
                 "--kubeconfig={}",
                 options
