@@ -114,6 +114,16 @@ fn chart_lints_and_renders_in_every_mode() {
         certificate["spec"]["dnsNames"][0],
         "raygate-webhook.raygate-system.svc"
     );
+    // Signed by the chart's own CA, so renewals keep the CA the API server trusts.
+    assert_eq!(certificate["spec"]["issuerRef"]["name"], "raygate-ca");
+    let ca = find(&cert_manager, "Certificate", "raygate-webhook-ca");
+    assert_eq!(ca["spec"]["isCA"], true);
+    assert_eq!(ca["spec"]["issuerRef"]["name"], "raygate-selfsigned");
+    let ca_issuer = find(&cert_manager, "Issuer", "raygate-ca");
+    assert_eq!(
+        ca_issuer["spec"]["ca"]["secretName"],
+        "raygate-webhook-tls-ca"
+    );
     let mutating = find(&cert_manager, "MutatingWebhookConfiguration", "raygate");
     assert_eq!(
         mutating["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
