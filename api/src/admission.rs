@@ -104,7 +104,7 @@ pub fn mutate_with_policies(
     let mut normalized = object.clone();
     policies.inject(&mut normalized, namespace, namespace_labels);
     let warnings = normalize(&mut normalized);
-    let patch = json_patch::diff(object, &normalized);
+    let patch = crate::json_diff::diff(object, &normalized);
     (normalized, patch, warnings)
 }
 

@@ -56,7 +56,13 @@ pub fn parse(text: &str) -> Option<Quantity> {
     if int_digits.len() + frac_digits.len() > 30 {
         return None;
     }
-    let mantissa: i128 = format!("{int_digits}{frac_digits}").parse().ok()?;
+    // Only ASCII digits are left (the split above stops at anything else), at most 30 of them.
+    let mantissa = int_digits
+        .bytes()
+        .chain(frac_digits.bytes())
+        .fold(0i128, |mantissa, digit| {
+            mantissa * 10 + i128::from(digit - b'0')
+        });
     let exp10 = exp10 + 9 - frac_digits.len() as i32;
     let mut nanos = mantissa.checked_mul(1i128.checked_shl(exp2)?)?;
     if exp10 >= 0 {

@@ -23,7 +23,8 @@ pub fn normalize(
     let ray_version = str_at(spec, "rayVersion").and_then(|text| ray_version::parse(text).ok());
     let gcs_port = spec
         .get("headGroupSpec")
-        .and_then(|head| head.pointer("/rayStartParams/port"))
+        .and_then(|head| head.get("rayStartParams"))
+        .and_then(|params| params.get("port"))
         .and_then(port_number)
         .unwrap_or(DEFAULT_GCS_PORT);
     let context = |role, key: String| GroupContext {
@@ -31,7 +32,7 @@ pub fn normalize(
         owner,
         serves,
         autoscaling,
-        ray_version: ray_version.clone(),
+        ray_version: ray_version.as_ref(),
         gcs_port,
         key,
     };
@@ -39,7 +40,7 @@ pub fn normalize(
     if let Some(head) = spec.get_mut("headGroupSpec").and_then(Value::as_object_mut) {
         normalize_group(
             head,
-            &context(Role::Head, format!("{path}.headGroupSpec")),
+            &context(Role::Head, [path, ".headGroupSpec"].concat()),
             ledger,
         );
     }
@@ -48,13 +49,13 @@ pub fn normalize(
             let Some(group) = group.as_object_mut() else {
                 continue;
             };
-            let name = str_at(group, "groupName").unwrap_or_default().to_string();
             clamp_replicas(
                 group,
-                &format!("{path}.workerGroupSpecs[{index}]"),
+                || format!("{path}.workerGroupSpecs[{index}]"),
                 warnings,
             );
-            let key = format!("{path}.workerGroupSpecs[groupName={name}]");
+            let name = str_at(group, "groupName").unwrap_or_default();
+            let key = [path, ".workerGroupSpecs[groupName=", name, "]"].concat();
             normalize_group(group, &context(Role::Worker, key), ledger);
         }
     }
@@ -65,7 +66,11 @@ pub fn normalize(
 
 /// KubeRay runs `clamp(replicas, minReplicas, maxReplicas)` workers and treats a missing
 /// `replicas` as `minReplicas`; writing that number shows users what will run.
-fn clamp_replicas(group: &mut Map<String, Value>, path: &str, warnings: &mut Vec<String>) {
+fn clamp_replicas(
+    group: &mut Map<String, Value>,
+    path: impl FnOnce() -> String,
+    warnings: &mut Vec<String>,
+) {
     let min = group
         .get("minReplicas")
         .and_then(Value::as_i64)
@@ -88,7 +93,8 @@ fn clamp_replicas(group: &mut Map<String, Value>, path: &str, warnings: &mut Vec
             let clamped = replicas.clamp(min, max);
             if clamped != replicas {
                 warnings.push(format!(
-                    "{path}.replicas: {replicas} is outside [{min}, {max}]; set to {clamped}"
+                    "{}.replicas: {replicas} is outside [{min}, {max}]; set to {clamped}",
+                    path()
                 ));
                 group.insert("replicas".into(), json!(clamped));
             }

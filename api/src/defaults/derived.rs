@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::json_edit::set_if_absent;
-
 /// Annotation holding the ledger: JSON object of field key → value raygate derived.
 pub const ANNOTATION_DERIVED: &str = "raygate.io/derived";
 
@@ -53,7 +51,10 @@ impl Ledger {
         }
         match derived {
             Some(value) => {
-                map.insert(field.to_string(), value.clone());
+                // Already there when the object was normalized before: nothing to write.
+                if map.get(field) != Some(&value) {
+                    map.insert(field.to_string(), value.clone());
+                }
                 self.current.insert(key, value);
             }
             None => {
@@ -69,9 +70,22 @@ impl Ledger {
             annotations.remove(ANNOTATION_DERIVED);
             return;
         }
-        if let Ok(text) = serde_json::to_string(&self.current) {
-            annotations.remove(ANNOTATION_DERIVED);
-            set_if_absent(annotations, ANNOTATION_DERIVED, Value::String(text));
+        if let Ok(text) = serde_json::to_string(&self.current)
+            && annotations.get(ANNOTATION_DERIVED).and_then(Value::as_str) != Some(text.as_str())
+        {
+            annotations.insert(ANNOTATION_DERIVED.to_string(), Value::String(text));
         }
     }
+}
+
+/// The ledger key of a group's field: `prefix.middle.field`, e.g.
+/// `spec.headGroupSpec.rayStartParams.num-cpus` (without `format!`, several times cheaper).
+pub fn key(prefix: &str, middle: &str, field: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + middle.len() + field.len() + 2);
+    key.push_str(prefix);
+    key.push('.');
+    key.push_str(middle);
+    key.push('.');
+    key.push_str(field);
+    key
 }

@@ -71,7 +71,8 @@ pub fn is_normalized(object: &Value) -> bool {
 
 fn annotations(object: &Value) -> Option<&Map<String, Value>> {
     object
-        .pointer("/metadata/annotations")
+        .get("metadata")
+        .and_then(|metadata| metadata.get("annotations"))
         .and_then(Value::as_object)
 }
 
@@ -85,6 +86,12 @@ fn stamp(object: &mut Value, ledger: &derived::Ledger) {
     let Some(annotations) = json_edit::child_object(metadata, "annotations") else {
         return;
     };
-    annotations.insert(ANNOTATION_NORMALIZED.into(), NORMALIZED_VERSION.into());
+    if annotations
+        .get(ANNOTATION_NORMALIZED)
+        .and_then(Value::as_str)
+        != Some(NORMALIZED_VERSION)
+    {
+        annotations.insert(ANNOTATION_NORMALIZED.into(), NORMALIZED_VERSION.into());
+    }
     ledger.write(annotations);
 }

@@ -2,14 +2,12 @@
 //! `/dev/shm`, probes, env, and GPU tolerations and node selectors in its pod template.
 //! The Ray container is the first container of the template, as in KubeRay.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value, json};
 
 use super::ClusterOwner;
 use super::cluster::port_number;
-use super::derived::Ledger;
-use super::json_edit::{child_array, child_object, has_named, set_if_absent, str_at};
+use super::derived::{self, Ledger};
+use super::json_edit::{at, child_array, child_object, has_named, set_if_absent_with, str_at};
 use crate::quantity;
 use crate::ray_version::{MIN_HTTP_PROBES, RayVersion};
 
@@ -19,13 +17,13 @@ pub enum Role {
     Worker,
 }
 
-pub struct GroupContext {
+pub struct GroupContext<'a> {
     pub role: Role,
     pub owner: ClusterOwner,
     /// The cluster serves Ray Serve traffic (a RayService, or a RayCluster with a serve Service).
     pub serves: bool,
     pub autoscaling: bool,
-    pub ray_version: Option<RayVersion>,
+    pub ray_version: Option<&'a RayVersion>,
     /// The head's GCS port, which workers need too (`RAY_PORT`).
     pub gcs_port: i64,
     /// Ledger key prefix of this group, e.g. `spec.workerGroupSpecs[groupName=gpu]`.
@@ -43,38 +41,40 @@ const CLIENT_PORT: i64 = 10001;
 const SERVE_PORT: i64 = 8000;
 
 pub fn normalize_group(group: &mut Map<String, Value>, ctx: &GroupContext, ledger: &mut Ledger) {
-    let limits = ray_container_resources(group, "limits");
-    let requests = ray_container_resources(group, "requests");
-    let accelerator = group
-        .get("template")
-        .and_then(|t| {
-            t.pointer(&format!(
-                "/metadata/annotations/{}",
-                ANNOTATION_ACCELERATOR_TYPE.replace('/', "~1")
-            ))
-        })
+    // Everything read from the Ray container and the template comes first, as owned summaries,
+    // so the edits below need no copy of the group's maps.
+    let template = group.get("template");
+    let accelerator = template
+        .and_then(|t| at(t, &["metadata", "annotations", ANNOTATION_ACCELERATOR_TYPE]))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let resources = template.and_then(|t| at(t, &["spec", "containers", "0", "resources"]));
+    let limits = resources
+        .and_then(|r| r.get("limits"))
+        .and_then(Value::as_object);
+    let requests = resources
+        .and_then(|r| r.get("requests"))
+        .and_then(Value::as_object);
     let has_group_resources = group
         .get("resources")
         .and_then(Value::as_object)
         .is_some_and(|r| !r.is_empty());
+    let derived = (!has_group_resources)
+        .then(|| DerivedParams::new(limits, requests, accelerator.as_deref()));
+    let taint_keys = taint_keys(limits);
+    let shm_size = limits
+        .and_then(|l| l.get("memory"))
+        .or_else(|| requests.and_then(|r| r.get("memory")))
+        .cloned();
 
     let Some(params) = child_object(group, "rayStartParams") else {
         return;
     };
     ray_start_params(params, ctx);
-    if !has_group_resources {
-        derived_resource_params(
-            params,
-            ctx,
-            &limits,
-            &requests,
-            accelerator.as_deref(),
-            ledger,
-        );
+    if let Some(derived) = derived {
+        derived.write(params, ctx, ledger);
     }
-    let params = params.clone();
+    let params = StartParams::read(params);
 
     let Some(pod_spec) = group
         .get_mut("template")
@@ -83,7 +83,7 @@ pub fn normalize_group(group: &mut Map<String, Value>, ctx: &GroupContext, ledge
     else {
         return;
     };
-    gpu_scheduling(pod_spec, &limits, accelerator.as_deref());
+    gpu_scheduling(pod_spec, &taint_keys, accelerator.as_deref());
     let Some(container) = pod_spec
         .get_mut("containers")
         .and_then(Value::as_array_mut)
@@ -95,98 +95,115 @@ pub fn normalize_group(group: &mut Map<String, Value>, ctx: &GroupContext, ledge
     ports(container, ctx, &params);
     probes(container, ctx, &params);
     env(container, ctx);
-    let shm_size = limits
-        .get("memory")
-        .or_else(|| requests.get("memory"))
-        .cloned();
     dev_shm(pod_spec, &params, shm_size, ctx, ledger);
 }
 
-fn ray_container_resources(group: &Map<String, Value>, which: &str) -> BTreeMap<String, Value> {
-    group
-        .get("template")
-        .and_then(|t| t.pointer(&format!("/spec/containers/0/resources/{which}")))
-        .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
+/// The `rayStartParams` the container's ports and probes follow, read once they are complete.
+struct StartParams {
+    dashboard_port: i64,
+    client_port: i64,
+    metrics_port: i64,
+    agent_port: i64,
+    plasma_directory: bool,
+}
+
+impl StartParams {
+    fn read(params: &Map<String, Value>) -> Self {
+        let port =
+            |name: &str, default: i64| params.get(name).and_then(port_number).unwrap_or(default);
+        Self {
+            dashboard_port: port("dashboard-port", DASHBOARD_PORT),
+            client_port: port("ray-client-server-port", CLIENT_PORT),
+            metrics_port: port("metrics-export-port", METRICS_PORT),
+            agent_port: port("dashboard-agent-listen-port", 52365),
+            plasma_directory: params.contains_key("plasma-directory"),
+        }
+    }
 }
 
 /// The fixed flags KubeRay passes to `ray start` when they are missing.
 fn ray_start_params(params: &mut Map<String, Value>, ctx: &GroupContext) {
     if ctx.role == Role::Head {
         // The dashboard must listen beyond localhost for the head Service to reach it.
-        set_if_absent(params, "dashboard-host", json!("0.0.0.0"));
+        set_if_absent_with(params, "dashboard-host", || "0.0.0.0".into());
         if ctx.autoscaling {
             // The autoscaler sidecar replaces Ray's own monitor process.
-            set_if_absent(params, "no-monitor", json!("true"));
+            set_if_absent_with(params, "no-monitor", || "true".into());
         }
     }
-    set_if_absent(
-        params,
-        "metrics-export-port",
-        json!(METRICS_PORT.to_string()),
-    );
+    set_if_absent_with(params, "metrics-export-port", || {
+        METRICS_PORT.to_string().into()
+    });
     // Probes query the dashboard agent on this port.
-    set_if_absent(
-        params,
-        "dashboard-agent-listen-port",
-        json!(DASHBOARD_AGENT_PORT),
-    );
+    set_if_absent_with(params, "dashboard-agent-listen-port", || {
+        DASHBOARD_AGENT_PORT.into()
+    });
     // Without --block, `ray start` returns and the container exits.
-    set_if_absent(params, "block", json!("true"));
+    set_if_absent_with(params, "block", || "true".into());
 }
 
 /// `num-cpus`, `memory`, `num-gpus` and `resources` from the Ray container's limits, by
 /// KubeRay's rules: CPU from limits else requests, rounded up; memory from limits only;
 /// GPUs from the first `*gpu` or MIG limit; TPUs and Neuron cores as custom resources.
-fn derived_resource_params(
-    params: &mut Map<String, Value>,
-    ctx: &GroupContext,
-    limits: &BTreeMap<String, Value>,
-    requests: &BTreeMap<String, Value>,
-    accelerator: Option<&str>,
-    ledger: &mut Ledger,
-) {
-    let key = |field: &str| format!("{}.rayStartParams.{field}", ctx.key);
-    let cpus = limits
-        .get("cpu")
-        .or_else(|| requests.get("cpu"))
-        .and_then(quantity::ceil_integer)
-        .filter(|cpus| *cpus > 0)
-        .map(|cpus| json!(cpus.to_string()));
-    ledger.derive(params, "num-cpus", key("num-cpus"), cpus);
-    let memory = limits
-        .get("memory")
-        .and_then(quantity::ceil_integer)
-        .filter(|bytes| *bytes > 0)
-        .map(|bytes| json!(bytes.to_string()));
-    ledger.derive(params, "memory", key("memory"), memory);
-    let gpus = limits
-        .iter()
-        .find(|(name, _)| name.ends_with("gpu") || is_mig_resource(name))
-        .and_then(|(_, value)| quantity::ceil_integer(value))
-        .filter(|gpus| *gpus > 0)
-        .map(|gpus| json!(gpus.to_string()));
-    ledger.derive(params, "num-gpus", key("num-gpus"), gpus);
+struct DerivedParams {
+    cpus: Option<Value>,
+    memory: Option<Value>,
+    gpus: Option<Value>,
+    resources: Option<Value>,
+}
 
-    let mut custom = Map::new();
-    if let Some(tpus) = limits
-        .get("google.com/tpu")
-        .and_then(quantity::ceil_integer)
-    {
-        custom.insert("TPU".into(), json!(tpus));
-    } else if let Some(cores) = limits
-        .get("aws.amazon.com/neuroncore")
-        .and_then(quantity::ceil_integer)
-    {
-        custom.insert("neuron_cores".into(), json!(cores));
+impl DerivedParams {
+    fn new(
+        limits: Option<&Map<String, Value>>,
+        requests: Option<&Map<String, Value>>,
+        accelerator: Option<&str>,
+    ) -> Self {
+        let limit = |name: &str| limits.and_then(|l| l.get(name));
+        let cpus = limit("cpu")
+            .or_else(|| requests.and_then(|r| r.get("cpu")))
+            .and_then(quantity::ceil_integer)
+            .filter(|cpus| *cpus > 0)
+            .map(|cpus| Value::String(cpus.to_string()));
+        let memory = limit("memory")
+            .and_then(quantity::ceil_integer)
+            .filter(|bytes| *bytes > 0)
+            .map(|bytes| Value::String(bytes.to_string()));
+        let gpus = limits
+            .into_iter()
+            .flatten()
+            .find(|(name, _)| name.ends_with("gpu") || is_mig_resource(name))
+            .and_then(|(_, value)| quantity::ceil_integer(value))
+            .filter(|gpus| *gpus > 0)
+            .map(|gpus| Value::String(gpus.to_string()));
+
+        let mut custom = Map::new();
+        if let Some(tpus) = limit("google.com/tpu").and_then(quantity::ceil_integer) {
+            custom.insert("TPU".into(), json!(tpus));
+        } else if let Some(cores) =
+            limit("aws.amazon.com/neuroncore").and_then(quantity::ceil_integer)
+        {
+            custom.insert("neuron_cores".into(), json!(cores));
+        }
+        if let Some(accelerator) = accelerator {
+            custom.insert(format!("accelerator_type:{accelerator}"), json!(1));
+        }
+        // Single-quoted because KubeRay pastes the value into a shell command line.
+        let resources = (!custom.is_empty()).then(|| json!(format!("'{}'", Value::Object(custom))));
+        Self {
+            cpus,
+            memory,
+            gpus,
+            resources,
+        }
     }
-    if let Some(accelerator) = accelerator {
-        custom.insert(format!("accelerator_type:{accelerator}"), json!(1));
+
+    fn write(self, params: &mut Map<String, Value>, ctx: &GroupContext, ledger: &mut Ledger) {
+        let key = |field: &str| derived::key(&ctx.key, "rayStartParams", field);
+        ledger.derive(params, "num-cpus", key("num-cpus"), self.cpus);
+        ledger.derive(params, "memory", key("memory"), self.memory);
+        ledger.derive(params, "num-gpus", key("num-gpus"), self.gpus);
+        ledger.derive(params, "resources", key("resources"), self.resources);
     }
-    // Single-quoted because KubeRay pastes the value into a shell command line.
-    let resources = (!custom.is_empty()).then(|| json!(format!("'{}'", Value::Object(custom))));
-    ledger.derive(params, "resources", key("resources"), resources);
 }
 
 /// `nvidia.com/mig-1g.5gb` and friends: a MIG slice counts as one GPU to Ray.
@@ -195,14 +212,10 @@ fn is_mig_resource(name: &str) -> bool {
         .is_some_and(|profile| profile.ends_with("gb") && profile.contains("g."))
 }
 
-/// GPU and TPU nodes carry taints; a pod that asks for the device needs the toleration.
-fn gpu_scheduling(
-    pod_spec: &mut Map<String, Value>,
-    limits: &BTreeMap<String, Value>,
-    accelerator: Option<&str>,
-) {
-    let mut taint_keys: Vec<&str> = Vec::new();
-    for name in limits.keys() {
+/// The taints of the devices the Ray container asks for, each once.
+fn taint_keys(limits: Option<&Map<String, Value>>) -> Vec<&'static str> {
+    let mut taint_keys: Vec<&'static str> = Vec::new();
+    for name in limits.into_iter().flat_map(Map::keys) {
         let key = match name.as_str() {
             "nvidia.com/gpu" => "nvidia.com/gpu",
             n if is_mig_resource(n) => "nvidia.com/gpu",
@@ -214,13 +227,22 @@ fn gpu_scheduling(
             taint_keys.push(key);
         }
     }
+    taint_keys
+}
+
+/// GPU and TPU nodes carry taints; a pod that asks for the device needs the toleration.
+fn gpu_scheduling(
+    pod_spec: &mut Map<String, Value>,
+    taint_keys: &[&'static str],
+    accelerator: Option<&str>,
+) {
     if !taint_keys.is_empty()
         && let Some(tolerations) = child_array(pod_spec, "tolerations")
     {
         let tolerates_all = tolerations.iter().any(|t| {
             t.get("key").is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists")
         });
-        for key in taint_keys {
+        for &key in taint_keys {
             if !tolerates_all && !has_named(tolerations, "key", key) {
                 tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoSchedule"}));
             }
@@ -229,29 +251,25 @@ fn gpu_scheduling(
     if let Some(accelerator) = accelerator
         && let Some(selector) = child_object(pod_spec, "nodeSelector")
     {
-        set_if_absent(selector, ANNOTATION_ACCELERATOR_TYPE, json!(accelerator));
+        set_if_absent_with(selector, ANNOTATION_ACCELERATOR_TYPE, || accelerator.into());
     }
 }
 
 /// The ports Ray listens on, named as KubeRay names them: the head Service exposes exactly
 /// the head container's ports, so a missing `gcs-server` port means workers cannot join.
-fn ports(container: &mut Map<String, Value>, ctx: &GroupContext, params: &Map<String, Value>) {
-    let param =
-        |name: &str, default: i64| params.get(name).and_then(port_number).unwrap_or(default);
-    let mut wanted: Vec<(&str, i64)> = Vec::new();
-    if ctx.role == Role::Head {
-        wanted.push(("gcs-server", ctx.gcs_port));
-        wanted.push(("dashboard", param("dashboard-port", DASHBOARD_PORT)));
-        wanted.push(("client", param("ray-client-server-port", CLIENT_PORT)));
-    }
-    wanted.push(("metrics", param("metrics-export-port", METRICS_PORT)));
-    if ctx.serves {
-        wanted.push(("serve", SERVE_PORT));
-    }
+fn ports(container: &mut Map<String, Value>, ctx: &GroupContext, params: &StartParams) {
+    let head = ctx.role == Role::Head;
+    let wanted = [
+        ("gcs-server", ctx.gcs_port, head),
+        ("dashboard", params.dashboard_port, head),
+        ("client", params.client_port, head),
+        ("metrics", params.metrics_port, true),
+        ("serve", SERVE_PORT, ctx.serves),
+    ];
     let Some(ports) = child_array(container, "ports") else {
         return;
     };
-    for (name, number) in wanted {
+    for (name, number, _) in wanted.into_iter().filter(|(_, _, wanted)| *wanted) {
         let taken = ports.iter().any(|port| {
             let port_name = port.get("name").and_then(Value::as_str).unwrap_or_default();
             port_name == name
@@ -264,35 +282,39 @@ fn ports(container: &mut Map<String, Value>, ctx: &GroupContext, params: &Map<St
     }
 }
 
-fn probes(container: &mut Map<String, Value>, ctx: &GroupContext, params: &Map<String, Value>) {
-    let agent_port = params
-        .get("dashboard-agent-listen-port")
-        .and_then(port_number)
-        .unwrap_or(52365);
-    let dashboard_port = params
-        .get("dashboard-port")
-        .and_then(port_number)
-        .unwrap_or(DASHBOARD_PORT);
+/// Liveness and readiness probes, built only when the container lacks them (an object
+/// normalized before has both, and costs nothing here).
+fn probes(container: &mut Map<String, Value>, ctx: &GroupContext, params: &StartParams) {
     let timeout = if ctx.role == Role::Head { 5 } else { 2 };
     let serve_worker = ctx.owner == ClusterOwner::RayService && ctx.role == Role::Worker;
     let http = ctx
         .ray_version
-        .as_ref()
         .is_some_and(|v| !v.less_than(MIN_HTTP_PROBES));
+    let agent_port = params.agent_port;
 
-    let mut checks = vec![format!(
-        "wget --tries 1 -T 2 -q -O- http://localhost:{agent_port}/api/local_raylet_healthz | grep success"
-    )];
-    if ctx.role == Role::Head {
-        checks.push(format!(
-            "wget --tries 1 -T 10 -q -O- http://localhost:{dashboard_port}/api/gcs_healthz | grep success"
-        ));
-    }
-    let handler = |checks: &[String]| {
+    let checks = |serve: bool| {
+        let mut checks = format!(
+            "wget --tries 1 -T 2 -q -O- http://localhost:{agent_port}/api/local_raylet_healthz | grep success"
+        );
+        if ctx.role == Role::Head {
+            checks.push_str(&format!(
+                " && wget --tries 1 -T 10 -q -O- http://localhost:{}/api/gcs_healthz | grep success",
+                params.dashboard_port
+            ));
+        }
+        if serve {
+            checks.push_str(&format!(
+                " && wget --tries 1 -T 10 -q -O- http://localhost:{SERVE_PORT}/-/healthz | grep success"
+            ));
+        }
+        checks
+    };
+    let exec = |serve: bool| json!({"exec": {"command": ["bash", "-c", checks(serve)]}});
+    let handler = || {
         if http {
             json!({"httpGet": {"path": "/api/healthz", "port": agent_port}})
         } else {
-            json!({"exec": {"command": ["bash", "-c", checks.join(" && ")]}})
+            exec(false)
         }
     };
     let probe = |mut handler: Value, initial_delay: i64, failures: i64| {
@@ -305,100 +327,107 @@ fn probes(container: &mut Map<String, Value>, ctx: &GroupContext, params: &Map<S
         }
         handler
     };
-    set_if_absent(container, "livenessProbe", probe(handler(&checks), 30, 120));
-    let readiness = if serve_worker {
-        // A Serve worker is ready only when its proxy answers; one failure takes it out of
-        // the serve Service so requests never reach a dead replica.
-        let mut serve_checks = checks.clone();
-        serve_checks.push(format!(
-            "wget --tries 1 -T 10 -q -O- http://localhost:{SERVE_PORT}/-/healthz | grep success"
-        ));
-        probe(
-            json!({"exec": {"command": ["bash", "-c", serve_checks.join(" && ")]}}),
-            10,
-            1,
-        )
-    } else {
-        probe(handler(&checks), 10, 10)
-    };
-    set_if_absent(container, "readinessProbe", readiness);
+    set_if_absent_with(container, "livenessProbe", || probe(handler(), 30, 120));
+    set_if_absent_with(container, "readinessProbe", || {
+        if serve_worker {
+            // A Serve worker is ready only when its proxy answers; one failure takes it out
+            // of the serve Service so requests never reach a dead replica.
+            probe(exec(true), 10, 1)
+        } else {
+            probe(handler(), 10, 10)
+        }
+    });
 }
 
-fn field_ref(path: &str) -> Value {
-    json!({"fieldRef": {"fieldPath": path}})
+/// Where an environment variable's value comes from.
+#[derive(Clone, Copy)]
+enum EnvSource {
+    Value(&'static str),
+    FieldRef(&'static str),
+    GcsPort,
+    HeadAddress,
 }
 
-/// The environment Ray reads to know where it runs.
+/// The environment Ray reads to know where it runs; values are built only for missing names.
 fn env(container: &mut Map<String, Value>, ctx: &GroupContext) {
-    let mut wanted = vec![
+    const COMMON: [(&str, EnvSource); 7] = [
         (
             "RAY_CLUSTER_NAME",
-            None,
-            Some(field_ref("metadata.labels['ray.io/cluster']")),
+            EnvSource::FieldRef("metadata.labels['ray.io/cluster']"),
         ),
         (
             "RAY_CLUSTER_NAMESPACE",
-            None,
-            Some(field_ref("metadata.namespace")),
+            EnvSource::FieldRef("metadata.namespace"),
         ),
         (
             "RAY_NODE_TYPE_NAME",
-            None,
-            Some(field_ref("metadata.labels['ray.io/group']")),
+            EnvSource::FieldRef("metadata.labels['ray.io/group']"),
         ),
         (
             "RAY_CLOUD_INSTANCE_ID",
-            None,
-            Some(field_ref("metadata.name")),
+            EnvSource::FieldRef("metadata.name"),
         ),
-        ("RAY_PORT", Some(ctx.gcs_port.to_string()), None),
-        (
-            "RAY_USAGE_STATS_KUBERAY_IN_USE",
-            Some("1".to_string()),
-            None,
-        ),
-        (
-            "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE",
-            Some("1".to_string()),
-            None,
-        ),
+        ("RAY_PORT", EnvSource::GcsPort),
+        ("RAY_USAGE_STATS_KUBERAY_IN_USE", EnvSource::Value("1")),
+        ("RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE", EnvSource::Value("1")),
     ];
-    if ctx.role == Role::Head {
-        wanted.push((
-            "RAY_ADDRESS",
-            Some(format!("127.0.0.1:{}", ctx.gcs_port)),
-            None,
-        ));
-    }
-    if ctx.owner == ClusterOwner::RayService {
-        // Serve needs failures detected fast, or requests hang on dead replicas.
-        wanted.push((
+    const HEAD: [(&str, EnvSource); 1] = [("RAY_ADDRESS", EnvSource::HeadAddress)];
+    // Serve needs failures detected fast, or requests hang on dead replicas.
+    const SERVE: [(&str, EnvSource); 3] = [
+        (
             "RAY_timeout_ms_task_wait_for_death_info",
-            Some("0".into()),
-            None,
-        ));
-        wanted.push((
+            EnvSource::Value("0"),
+        ),
+        (
             "RAY_gcs_server_request_timeout_seconds",
-            Some("5".into()),
-            None,
-        ));
-        wanted.push(("RAY_SERVE_KV_TIMEOUT_S", Some("5".into()), None));
-    }
+            EnvSource::Value("5"),
+        ),
+        ("RAY_SERVE_KV_TIMEOUT_S", EnvSource::Value("5")),
+    ];
+    let head: &[_] = if ctx.role == Role::Head { &HEAD } else { &[] };
+    let serve: &[_] = if ctx.owner == ClusterOwner::RayService {
+        &SERVE
+    } else {
+        &[]
+    };
     let Some(env) = child_array(container, "env") else {
         return;
     };
-    for (name, value, value_from) in wanted {
-        if has_named(env, "name", name) {
+    // The names already set, read once (the names wanted are distinct, so what is pushed below
+    // never needs checking again).
+    let present: Vec<bool> = {
+        let names: Vec<&str> = env
+            .iter()
+            .filter_map(|item| item.get("name").and_then(Value::as_str))
+            .collect();
+        COMMON
+            .iter()
+            .chain(head)
+            .chain(serve)
+            .map(|(name, _)| names.contains(name))
+            .collect()
+    };
+    for (&(name, source), present) in COMMON.iter().chain(head).chain(serve).zip(present) {
+        if present {
             continue;
         }
-        let mut entry = json!({"name": name});
-        if let Some(value) = value {
-            entry["value"] = json!(value);
+        let mut entry = Map::new();
+        entry.insert("name".into(), name.into());
+        match source {
+            EnvSource::Value(value) => {
+                entry.insert("value".into(), value.into());
+            }
+            EnvSource::GcsPort => {
+                entry.insert("value".into(), ctx.gcs_port.to_string().into());
+            }
+            EnvSource::HeadAddress => {
+                entry.insert("value".into(), format!("127.0.0.1:{}", ctx.gcs_port).into());
+            }
+            EnvSource::FieldRef(path) => {
+                entry.insert("valueFrom".into(), json!({"fieldRef": {"fieldPath": path}}));
+            }
         }
-        if let Some(value_from) = value_from {
-            entry["valueFrom"] = value_from;
-        }
-        env.push(entry);
+        env.push(Value::Object(entry));
     }
 }
 
@@ -406,17 +435,17 @@ fn env(container: &mut Map<String, Value>, ctx: &GroupContext) {
 /// to disk. A memory-backed emptyDir sized to the container's memory fixes that.
 fn dev_shm(
     pod_spec: &mut Map<String, Value>,
-    params: &Map<String, Value>,
+    params: &StartParams,
     size: Option<Value>,
     ctx: &GroupContext,
     ledger: &mut Ledger,
 ) {
-    if params.contains_key("plasma-directory") {
+    if params.plasma_directory {
         return;
     }
     let mounted = pod_spec
         .get("containers")
-        .and_then(|c| c.pointer("/0/volumeMounts"))
+        .and_then(|c| at(c, &["0", "volumeMounts"]))
         .and_then(Value::as_array)
         .is_some_and(|mounts| has_named(mounts, "mountPath", "/dev/shm"));
     let volume_exists = pod_spec
@@ -450,7 +479,7 @@ fn dev_shm(
         ledger.derive(
             empty_dir,
             "sizeLimit",
-            format!("{}.shm.sizeLimit", ctx.key),
+            derived::key(&ctx.key, "shm", "sizeLimit"),
             size,
         );
     }

@@ -52,6 +52,8 @@ pub(crate) struct ClusterScope<'a> {
     /// RayCluster it creates, so the FT annotations are read from the owner.
     pub annotations: &'a BTreeMap<String, String>,
     pub labels: &'a BTreeMap<String, String>,
+    /// The head group, then every worker group; built once, since most rules walk them.
+    groups: Vec<Group<'a>>,
 }
 
 impl<'a> ClusterScope<'a> {
@@ -67,6 +69,7 @@ impl<'a> ClusterScope<'a> {
             owner,
             annotations: meta.annotations.as_ref().unwrap_or(&NO_ENTRIES),
             labels: meta.labels.as_ref().unwrap_or(&NO_ENTRIES),
+            groups: pod_template::groups(spec, path),
         }
     }
 
@@ -79,19 +82,18 @@ impl<'a> ClusterScope<'a> {
         self.annotations.get(key).map(String::as_str)
     }
 
-    pub(crate) fn groups(&self) -> Vec<Group<'a>> {
-        pod_template::groups(self.spec, self.path)
+    /// The head group followed by every worker group.
+    pub(crate) fn groups(&self) -> &[Group<'a>] {
+        &self.groups
     }
 
-    pub(crate) fn head(&self) -> Group<'a> {
-        let mut groups = self.groups();
-        groups.swap_remove(0)
+    pub(crate) fn head(&self) -> &Group<'a> {
+        // `pod_template::groups` always starts with the head.
+        &self.groups[0]
     }
 
-    pub(crate) fn workers(&self) -> Vec<Group<'a>> {
-        let mut groups = self.groups();
-        groups.remove(0);
-        groups
+    pub(crate) fn workers(&self) -> &[Group<'a>] {
+        &self.groups[1..]
     }
 
     pub(crate) fn head_container(&self) -> Option<&'a Container> {
@@ -142,8 +144,8 @@ pub(crate) fn check(v: &mut Validation, scope: &ClusterScope) {
 
     worker_groups::check(v, scope);
     for group in scope.groups() {
-        ray_node_params::check(v, &group);
-        resources::check_template(v, group.template, &group.template_path());
+        ray_node_params::check(v, group);
+        resources::check_template(v, group.template, || group.template_path());
     }
     gcs_ft::check(v, scope);
     autoscaling::check(v, scope);

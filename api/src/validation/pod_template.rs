@@ -103,7 +103,7 @@ impl<'a> Group<'a> {
 pub(crate) fn groups<'a>(spec: &'a RayClusterSpec, prefix: &str) -> Vec<Group<'a>> {
     let head = &spec.head_group_spec;
     let mut groups = vec![Group {
-        path: format!("{prefix}.headGroupSpec"),
+        path: [prefix, ".headGroupSpec"].concat(),
         name: "Head",
         is_head: true,
         template: &head.template,
@@ -114,7 +114,7 @@ pub(crate) fn groups<'a>(spec: &'a RayClusterSpec, prefix: &str) -> Vec<Group<'a
     }];
     for (index, worker) in worker_groups(spec).iter().enumerate() {
         groups.push(Group {
-            path: field_path::index(&format!("{prefix}.workerGroupSpecs"), index),
+            path: field_path::index(&[prefix, ".workerGroupSpecs"].concat(), index),
             name: &worker.group_name,
             is_head: false,
             template: &worker.template,

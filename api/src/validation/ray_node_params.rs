@@ -12,16 +12,20 @@ const RESOURCE_PARAMS: [&str; 4] = ["num-cpus", "num-gpus", "memory", "resources
 pub(crate) fn check(v: &mut Validation, group: &Group) {
     let name = group.name;
 
-    // C9
-    let in_params: Vec<&str> = RESOURCE_PARAMS
-        .into_iter()
-        .filter(|key| {
-            group
-                .ray_start_param(key)
-                .is_some_and(|value| !value.is_empty())
-        })
-        .collect();
-    if !in_params.is_empty() && group.resources.is_some_and(|r| !r.is_empty()) {
+    // C9 (the params are only listed when the group has a resources map at all)
+    let in_params: Vec<&str> = if group.resources.is_some_and(|r| !r.is_empty()) {
+        RESOURCE_PARAMS
+            .into_iter()
+            .filter(|key| {
+                group
+                    .ray_start_param(key)
+                    .is_some_and(|value| !value.is_empty())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !in_params.is_empty() {
         v.error(
             format!("{}.resources", group.path),
             format!(
@@ -44,18 +48,17 @@ pub(crate) fn check(v: &mut Validation, group: &Group) {
     }
 
     // C11
-    let labels_path = format!("{}.labels", group.path);
     for (key, value) in group.labels.into_iter().flatten() {
-        let path = field_path::key(&labels_path, key);
+        let path = || field_path::key(&format!("{}.labels", group.path), key);
         for error in k8s_names::qualified_name(key) {
             v.error(
-                path.clone(),
+                path(),
                 format!("invalid label key for {name} group: '{key}', error: {error}"),
             );
         }
         for error in k8s_names::label_value(value) {
             v.error(
-                path.clone(),
+                path(),
                 format!(
                     "invalid label value for key '{key}' in {name} group: '{value}', error: {error}"
                 ),

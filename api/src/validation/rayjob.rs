@@ -215,7 +215,7 @@ pub(crate) fn check(v: &mut Validation, job: &RayJob) {
         check_entrypoint_resources(v, text);
     }
     if let Some(template) = &spec.submitter_pod_template {
-        resources::check_template(v, template, "spec.submitterPodTemplate");
+        resources::check_template(v, template, || "spec.submitterPodTemplate".to_string());
     }
 }
 

@@ -13,8 +13,13 @@ use super::field_path;
 use crate::field_error::Validation;
 use crate::quantity::{self, Quantity};
 
-/// Every container and init container of a pod template under `template_path`.
-pub(crate) fn check_template(v: &mut Validation, template: &PodTemplateSpec, template_path: &str) {
+/// Every container and init container of a pod template under `template_path`. Paths are
+/// only built for problems found: most templates have none.
+pub(crate) fn check_template(
+    v: &mut Validation,
+    template: &PodTemplateSpec,
+    template_path: impl Fn() -> String,
+) {
     let Some(spec) = &template.spec else {
         return;
     };
@@ -28,36 +33,43 @@ pub(crate) fn check_template(v: &mut Validation, template: &PodTemplateSpec, tem
     for (list, containers) in lists {
         for (index, container) in containers.iter().enumerate() {
             if let Some(resources) = &container.resources {
-                let path = format!("{template_path}.spec.{list}[{index}].resources");
-                check_requirements(v, resources, &path);
+                check_requirements(v, resources, &|| {
+                    format!("{}.spec.{list}[{index}].resources", template_path())
+                });
             }
         }
     }
 }
 
-/// One container's `resources`, at `path` (`...containers[0].resources`).
-pub(crate) fn check_requirements(v: &mut Validation, resources: &ResourceRequirements, path: &str) {
-    let limits = parsed(v, resources.limits.as_ref(), &format!("{path}.limits"));
-    let requests = parsed(v, resources.requests.as_ref(), &format!("{path}.requests"));
+/// One container's `resources`, at `path()` (`...containers[0].resources`).
+fn check_requirements(
+    v: &mut Validation,
+    resources: &ResourceRequirements,
+    path: &dyn Fn() -> String,
+) {
+    let limits_path = || format!("{}.limits", path());
+    let requests_path = || format!("{}.requests", path());
+    let limits = parsed(v, resources.limits.as_ref(), &limits_path);
+    let requests = parsed(v, resources.requests.as_ref(), &requests_path);
     for (name, (request_text, request)) in &requests {
-        let request_path = field_path::key(&format!("{path}.requests"), name);
+        let request_path = || field_path::key(&requests_path(), name);
         match limits.get(name) {
             Some((limit_text, limit)) if request > limit => v.error(
-                request_path,
+                request_path(),
                 format!(
                     "{name} request ({request_text}) must not exceed its limit ({limit_text}): \
                      lower the request or raise the limit"
                 ),
             ),
             Some((limit_text, limit)) if request != limit && !overcommit_allowed(name) => v.error(
-                request_path,
+                request_path(),
                 format!(
                     "{name} request ({request_text}) must equal its limit ({limit_text}): \
                      {name} cannot be overcommitted"
                 ),
             ),
             None if !overcommit_allowed(name) => v.error(
-                field_path::key(&format!("{path}.limits"), name),
+                field_path::key(&limits_path(), name),
                 format!(
                     "{name} has a request ({request_text}) but no limit: set limits.{name} to \
                      the same value, {name} cannot be overcommitted"
@@ -72,7 +84,7 @@ pub(crate) fn check_requirements(v: &mut Validation, resources: &ResourceRequire
 fn parsed<'a>(
     v: &mut Validation,
     list: Option<&'a BTreeMap<String, K8sQuantity>>,
-    path: &str,
+    path: &dyn Fn() -> String,
 ) -> BTreeMap<&'a str, (&'a str, Quantity)> {
     let mut out = BTreeMap::new();
     for (name, value) in list.into_iter().flatten() {
@@ -81,7 +93,7 @@ fn parsed<'a>(
                 out.insert(name.as_str(), (value.0.as_str(), parsed));
             }
             None => v.error(
-                field_path::key(path, name),
+                field_path::key(&path(), name),
                 quantity::invalid_message(&value.0),
             ),
         }

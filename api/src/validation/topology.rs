@@ -42,8 +42,8 @@ const MIN_WORKER_MEMORY: quantity::Quantity = ONE_GIB;
 
 pub(crate) fn check(v: &mut Validation, scope: &ClusterScope) {
     let groups = scope.groups();
-    check_versions(v, scope, &groups);
-    for group in &groups {
+    check_versions(v, scope, groups);
+    for group in groups {
         check_gpus(v, group);
         check_controller_labels(v, group);
         if !group.is_head {
@@ -118,14 +118,14 @@ fn check_gpus(v: &mut Validation, group: &Group) {
     let Some(limit_value) = quantity::parse(&limit.0) else {
         return;
     };
-    let path = group.ray_start_param_path("num-gpus");
+    let path = || group.ray_start_param_path("num-gpus");
     match declared.trim().parse::<f64>() {
         Err(_) => v.error(
-            path,
+            path(),
             format!("rayStartParams num-gpus \"{declared}\" is not a number"),
         ),
         Ok(gpus) if gpus != limit_value.as_f64() => v.error(
-            path,
+            path(),
             format!(
                 "rayStartParams num-gpus ({declared}) differs from the Ray container's {resource} \
                  limit ({}): Ray would schedule {declared} GPUs on a pod that has {}; remove \
@@ -208,17 +208,14 @@ fn check_controller_labels(v: &mut Validation, group: &Group) {
         .as_ref()
         .and_then(|m| m.labels.as_ref());
     let sources = [
-        (
-            template_labels,
-            format!("{}.template.metadata.labels", group.path),
-        ),
-        (group.labels, format!("{}.labels", group.path)),
+        (template_labels, ".template.metadata.labels"),
+        (group.labels, ".labels"),
     ];
     for (labels, base) in sources {
         for key in labels.into_iter().flat_map(|l| l.keys()) {
             if CONTROLLER_LABELS.contains(&key.as_str()) {
                 v.error(
-                    field_path::key(&base, key),
+                    field_path::key(&format!("{}{base}", group.path), key),
                     format!(
                         "label {key} is set by the controller on every Ray pod; a user value \
                          would break the autoscaler and the Services that select Ray pods: \

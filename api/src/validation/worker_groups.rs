@@ -115,10 +115,10 @@ pub(crate) fn check(v: &mut Validation, scope: &ClusterScope) {
 /// C14: worker group priority is an autoscaler v2 feature of Ray 2.56.0.
 fn check_priority(v: &mut Validation, scope: &ClusterScope, name: &str, priority: i32, path: &str) {
     let version = scope.spec.ray_version.as_deref().unwrap_or_default();
-    let version_path = scope.field("rayVersion");
+    let version_path = || scope.field("rayVersion");
     if version.is_empty() {
         v.error(
-            version_path,
+            version_path(),
             format!(
                 "worker group {name}: priority is set, but RayVersion was not specified. \
                  Ray version {MIN_GROUP_PRIORITY} or later is required"
@@ -129,7 +129,7 @@ fn check_priority(v: &mut Validation, scope: &ClusterScope, name: &str, priority
     match ray_version::parse(version) {
         Err(error) => {
             v.error(
-                version_path,
+                version_path(),
                 format!(
                     "worker group {name}: priority is set, but RayVersion format is invalid: \
                      {version}, {error}"
@@ -139,7 +139,7 @@ fn check_priority(v: &mut Validation, scope: &ClusterScope, name: &str, priority
         }
         Ok(parsed) if parsed.less_than(MIN_GROUP_PRIORITY) => {
             v.error(
-                version_path,
+                version_path(),
                 format!(
                     "worker group {name}: priority is set, but minimum Ray version is \
                      {MIN_GROUP_PRIORITY}, got {version}"
