@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 use crate::defaults::normalize;
 use crate::field_error::{FieldError, Validation};
 use crate::policy::{PolicySet, Violation};
-use crate::validation::{validate_raycluster, validate_rayjob, validate_rayservice};
-use crate::{RayCluster, RayJob, RayService};
+use crate::validation::{
+    validate_raycluster, validate_raycronjob, validate_rayjob, validate_rayservice,
+};
+use crate::{RayCluster, RayCronJob, RayJob, RayService};
 
 /// The kinds raygate admits.
-pub const RAY_KINDS: [&str; 3] = ["RayCluster", "RayJob", "RayService"];
+pub const RAY_KINDS: [&str; 4] = ["RayCluster", "RayJob", "RayService", "RayCronJob"];
 
 /// What admission decides for one object.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +64,7 @@ pub fn validate(object: &Value, old: Option<&Value>) -> Validation {
         Some("RayCluster") => validate_typed::<RayCluster>(object, old, validate_raycluster),
         Some("RayJob") => validate_typed::<RayJob>(object, old, validate_rayjob),
         Some("RayService") => validate_typed::<RayService>(object, old, validate_rayservice),
+        Some("RayCronJob") => validate_typed::<RayCronJob>(object, old, validate_raycronjob),
         Some(other) => {
             let mut v = Validation::default();
             v.error(

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::manifest::{self, ManifestError};
 use crate::policy::RayPolicy;
-use crate::{RayCluster, RayJob, RayService};
+use crate::{RayCluster, RayCronJob, RayJob, RayService};
 
 /// Fields whose schema is an embedded Kubernetes object (PodTemplateSpec or Service).
 const EMBEDDED_OBJECT_FIELDS: [&str; 4] = [
@@ -92,10 +92,15 @@ fn upstream_markers() -> Vec<(&'static [&'static str], &'static str, Value)> {
     ]
 }
 
-/// The CRDs for RayCluster, RayJob and RayService, in that order.
+/// The CRDs for RayCluster, RayJob, RayService and RayCronJob, in that order.
 pub fn ray_crds() -> Vec<CustomResourceDefinition> {
     let upstream = upstream();
-    [RayCluster::crd(), RayJob::crd(), RayService::crd()]
+    [
+        RayCluster::crd(),
+        RayJob::crd(),
+        RayService::crd(),
+        RayCronJob::crd(),
+    ]
         .into_iter()
         .map(|crd| compact(crd, &upstream))
         .collect()

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod crd;
+pub mod cron;
 pub mod defaults;
 pub mod field_error;
 pub mod json_diff;
@@ -14,6 +15,7 @@ pub mod policy;
 pub mod quantity;
 mod ray_version;
 pub mod raycluster;
+pub mod raycronjob;
 pub mod rayjob;
 pub mod rayservice;
 mod schema_attrs;
@@ -22,5 +24,6 @@ pub mod validation;
 
 pub use field_error::{FieldError, Validation};
 pub use raycluster::{RayCluster, RayClusterSpec, RayClusterStatus, WorkerGroupSpec};
+pub use raycronjob::{RayCronJob, RayCronJobSpec, RayCronJobStatus};
 pub use rayjob::{RayJob, RayJobSpec, RayJobStatus};
 pub use rayservice::{RayService, RayServiceSpec, RayServiceStatuses};

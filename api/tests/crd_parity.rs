@@ -162,6 +162,12 @@ fn rayservice_crd_matches_kuberay() {
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
+#[test]
+fn raycronjob_crd_matches_kuberay() {
+    let differences = compare_kind("raycronjobs");
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
 /// The comparison itself catches a removed field, a changed type, a lost enum value and a
 /// lost default — otherwise the tests above could pass vacuously.
 #[test]

@@ -420,3 +420,28 @@ fn a_raycluster_with_a_serve_service_exposes_the_serve_port() {
     let plain = normalized(CLUSTER);
     assert_eq!(port(container(head(&plain)), "serve"), None);
 }
+
+#[test]
+fn a_raycronjob_template_gets_the_rayjob_defaults() {
+    let cluster_spec: String = CLUSTER
+        .split_once("\nspec:\n")
+        .expect("cluster spec")
+        .1
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let cron_job = normalized(&format!(
+        "apiVersion: ray.io/v1\nkind: RayCronJob\nmetadata: {{name: c}}\nspec:\n  schedule: '@daily'\n  jobTemplate:\n    entrypoint: python -c 'print(1)'\n    rayClusterSpec:\n{cluster_spec}"
+    ));
+    let template = &cron_job["spec"]["jobTemplate"];
+    assert_eq!(template["submissionMode"], "K8sJobMode");
+    assert_eq!(template["backoffLimit"], 0);
+    let head = &template["rayClusterSpec"]["headGroupSpec"];
+    assert_eq!(port(container(head), "gcs-server"), Some(6379));
+    assert_eq!(head["rayStartParams"]["dashboard-host"], "0.0.0.0");
+    // The schedule itself has no defaults; a second pass changes nothing.
+    assert_eq!(cron_job["spec"]["schedule"], "@daily");
+    let mut again = cron_job.clone();
+    raygate_api::defaults::normalize(&mut again);
+    assert_eq!(again, cron_job);
+}

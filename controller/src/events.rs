@@ -8,6 +8,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 pub const REPORTER: &str = "raycluster-controller";
 pub const RAYJOB_REPORTER: &str = "rayjob-controller";
 pub const RAYSERVICE_REPORTER: &str = "rayservice-controller";
+pub const RAYCRONJOB_REPORTER: &str = "raycronjob-controller";
 
 #[derive(Clone)]
 pub struct EventSink {

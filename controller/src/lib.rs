@@ -20,6 +20,7 @@ pub mod names;
 pub mod pod_state;
 pub mod pods;
 pub mod ray_start;
+pub mod raycronjob;
 pub mod rayjob;
 pub mod rayservice;
 pub mod reconcile;
@@ -148,6 +149,15 @@ pub async fn run(
         metrics: metrics.clone(),
         dashboard_override: options.dashboard_override.clone(),
     });
+    let cron_context = Arc::new(raycronjob::CronContext {
+        client: client.clone(),
+        events: events::EventSink::for_reporter(
+            client.clone(),
+            events::RAYCRONJOB_REPORTER,
+            Some(options.identity.clone()),
+        ),
+        metrics: metrics.clone(),
+    });
     let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
         vec![None]
     } else {
@@ -181,6 +191,16 @@ pub async fn run(
                 scope.clone(),
                 options.concurrency,
                 service_context.clone(),
+                stopped(stop_rx.clone()),
+            )
+            .boxed(),
+        );
+        controllers.push(
+            raycronjob::controller(
+                &client,
+                scope.clone(),
+                options.concurrency,
+                cron_context.clone(),
                 stopped(stop_rx.clone()),
             )
             .boxed(),

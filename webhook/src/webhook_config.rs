@@ -99,7 +99,7 @@ fn metadata() -> ObjectMeta {
     }
 }
 
-/// CREATE and UPDATE of the three Ray kinds. Not their `status` subresource (the controller
+/// CREATE and UPDATE of the four Ray kinds. Not their `status` subresource (the controller
 /// writes it), not DELETE (finalizers must always be removable), and nothing outside `ray.io`,
 /// so an outage of the webhook can't stop the rest of the cluster.
 fn rules() -> Vec<RuleWithOperations> {
@@ -108,7 +108,7 @@ fn rules() -> Vec<RuleWithOperations> {
         api_versions: Some(vec!["v1".to_owned()]),
         operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
         resources: Some(
-            ["rayclusters", "rayjobs", "rayservices"]
+            ["rayclusters", "rayjobs", "rayservices", "raycronjobs"]
                 .map(str::to_owned)
                 .to_vec(),
         ),
@@ -196,7 +196,7 @@ mod tests {
                 "apiGroups": ["ray.io"],
                 "apiVersions": ["v1"],
                 "operations": ["CREATE", "UPDATE"],
-                "resources": ["rayclusters", "rayjobs", "rayservices"],
+                "resources": ["rayclusters", "rayjobs", "rayservices", "raycronjobs"],
                 "scope": "Namespaced",
             })
         );

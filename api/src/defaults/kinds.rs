@@ -6,8 +6,10 @@ use super::derived::Ledger;
 use super::json_edit::{child_object, set_if_absent, str_at};
 use super::{ClusterOwner, cluster};
 
+/// `path` is where the RayJob spec sits: `spec`, or `spec.jobTemplate` in a RayCronJob.
 pub fn normalize_rayjob(
     spec: &mut Map<String, Value>,
+    path: &str,
     ledger: &mut Ledger,
     warnings: &mut Vec<String>,
 ) {
@@ -28,7 +30,7 @@ pub fn normalize_rayjob(
             cluster_spec,
             ClusterOwner::RayJob,
             false,
-            "spec.rayClusterSpec",
+            &[path, ".rayClusterSpec"].concat(),
             ledger,
             warnings,
         );

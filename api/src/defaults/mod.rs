@@ -29,7 +29,7 @@ pub enum ClusterOwner {
     RayService,
 }
 
-/// Adds every missing default to a RayCluster, RayJob or RayService, in place, and returns
+/// Adds every missing default to a RayCluster, RayJob, RayService or RayCronJob, in place, and returns
 /// warnings about values it had to change (replicas outside [min, max]).
 /// Objects of other kinds, and objects whose `spec` is not an object, are left unchanged.
 pub fn normalize(object: &mut Value) -> Vec<String> {
@@ -37,8 +37,12 @@ pub fn normalize(object: &mut Value) -> Vec<String> {
         Some("RayCluster") => ClusterOwner::RayCluster,
         Some("RayJob") => ClusterOwner::RayJob,
         Some("RayService") => ClusterOwner::RayService,
+        // A RayCronJob's template is a RayJob spec: the RayJobs it creates get the same
+        // defaults at their own admission, and the stored template shows them already.
+        Some("RayCronJob") => ClusterOwner::RayJob,
         _ => return Vec::new(),
     };
+    let cron = object.get("kind").and_then(Value::as_str) == Some("RayCronJob");
     let mut ledger = derived::Ledger::read(annotations(object));
     // A RayCluster can ask for a serve Service too; its head must then expose Serve's port.
     let serve_service = annotations(object)
@@ -54,7 +58,12 @@ pub fn normalize(object: &mut Value) -> Vec<String> {
             let serves = serve_service;
             cluster::normalize(spec, owner, serves, "spec", &mut ledger, &mut warnings)
         }
-        ClusterOwner::RayJob => kinds::normalize_rayjob(spec, &mut ledger, &mut warnings),
+        ClusterOwner::RayJob if cron => {
+            if let Some(template) = spec.get_mut("jobTemplate").and_then(Value::as_object_mut) {
+                kinds::normalize_rayjob(template, "spec.jobTemplate", &mut ledger, &mut warnings);
+            }
+        }
+        ClusterOwner::RayJob => kinds::normalize_rayjob(spec, "spec", &mut ledger, &mut warnings),
         ClusterOwner::RayService => kinds::normalize_rayservice(spec, &mut ledger, &mut warnings),
     }
     stamp(object, &ledger);

@@ -23,13 +23,14 @@ mod cluster_spec;
 mod deletion_strategy;
 mod field_path;
 mod gcs_ft;
-mod go_duration;
+pub(crate) mod go_duration;
 mod history_server;
 mod k8s_names;
 mod metadata;
 mod network_policy;
 mod pod_template;
 mod ray_node_params;
+mod raycronjob;
 mod rayjob;
 mod rayservice;
 mod resources;
@@ -40,7 +41,7 @@ mod worker_groups;
 mod yaml_text;
 
 use crate::field_error::Validation;
-use crate::{RayCluster, RayJob, RayService};
+use crate::{RayCluster, RayCronJob, RayJob, RayService};
 
 use cluster_spec::{ClusterScope, Owner};
 
@@ -55,6 +56,12 @@ pub fn validate_raycluster(cluster: &RayCluster, old: Option<&RayCluster>) -> Va
 /// Problems with a RayJob; `old` is the stored object on UPDATE.
 pub fn validate_rayjob(job: &RayJob, old: Option<&RayJob>) -> Validation {
     validate(job, old, rayjob::check, update::check_rayjob)
+}
+
+/// Problems with a RayCronJob; `old` is the stored object on UPDATE. A template change only
+/// affects the RayJobs created afterwards, so nothing is immutable.
+pub fn validate_raycronjob(cron_job: &RayCronJob, old: Option<&RayCronJob>) -> Validation {
+    validate(cron_job, old, raycronjob::check, |_, _, _| {})
 }
 
 /// Problems with a RayService; `old` is the stored object on UPDATE.

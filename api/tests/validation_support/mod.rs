@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 use raygate_api::validation::{
-    MAX_WARNING_CHARS, validate_raycluster, validate_rayjob, validate_rayservice,
+    MAX_WARNING_CHARS, validate_raycluster, validate_raycronjob, validate_rayjob,
+    validate_rayservice,
 };
-use raygate_api::{RayCluster, RayJob, RayService, Validation};
+use raygate_api::{RayCluster, RayCronJob, RayJob, RayService, Validation};
 use serde_json::{Value, json};
 
 const CLUSTER: &str = r#"
@@ -84,6 +85,18 @@ pub fn job() -> Value {
     job
 }
 
+/// A valid RayCronJob (the RayJob base's spec as `jobTemplate`), every minute.
+pub fn cron_job() -> Value {
+    let mut cron_job = json!({
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCronJob",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "* * * * *"},
+    });
+    cron_job["spec"]["jobTemplate"] = job()["spec"].clone();
+    cron_job
+}
+
 /// A valid RayService (the RayCluster base's spec as `rayClusterConfig`).
 pub fn service() -> Value {
     let mut service = document(SERVICE);
@@ -144,7 +157,7 @@ pub fn with(mut base: Value, edits: &[(&str, Value)]) -> Value {
     base
 }
 
-/// Validates any of the three kinds, typed from JSON as the webhook does.
+/// Validates any of the four kinds, typed from JSON as the webhook does.
 pub fn validate(object: &Value, old: Option<&Value>) -> Validation {
     fn typed<K: serde::de::DeserializeOwned>(value: &Value) -> K {
         serde_json::from_value(value.clone())
@@ -162,6 +175,10 @@ pub fn validate(object: &Value, old: Option<&Value>) -> Validation {
         Some("RayService") => {
             let old: Option<RayService> = old.map(typed);
             validate_rayservice(&typed(object), old.as_ref())
+        }
+        Some("RayCronJob") => {
+            let old: Option<RayCronJob> = old.map(typed);
+            validate_raycronjob(&typed(object), old.as_ref())
         }
         other => panic!("unknown kind {other:?}"),
     }
