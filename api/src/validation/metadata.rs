@@ -79,6 +79,23 @@ pub(crate) fn check_name(v: &mut Validation, meta: &ObjectMeta, kind: &str, max:
     }
 }
 
+/// The `ray.io/initializing-timeout` of a RayService: a positive Go duration ("30m") or
+/// positive integer seconds; `None` when unset or not valid (validation reports that).
+pub fn initializing_timeout(meta: &ObjectMeta) -> Option<std::time::Duration> {
+    let value = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_INITIALIZING_TIMEOUT))?;
+    let nanos = match go_duration::parse(value) {
+        Ok(nanos) => nanos,
+        Err(_) => value.parse::<i64>().ok()?.checked_mul(1_000_000_000)?,
+    };
+    u64::try_from(nanos)
+        .ok()
+        .filter(|n| *n > 0)
+        .map(std::time::Duration::from_nanos)
+}
+
 /// S2: `ray.io/initializing-timeout` is a positive Go duration ("30m") or positive seconds.
 pub(crate) fn check_initializing_timeout(v: &mut Validation, meta: &ObjectMeta) {
     let Some(value) = meta
@@ -119,4 +136,31 @@ pub(crate) fn check_initializing_timeout(v: &mut Validation, meta: &ObjectMeta) 
              (e.g., '5m', '1h') or positive integer seconds"
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initializing_timeout_reads_durations_and_seconds() {
+        let meta = |value: &str| ObjectMeta {
+            annotations: Some(
+                [(
+                    ANNOTATION_INITIALIZING_TIMEOUT.to_string(),
+                    value.to_string(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        };
+        let secs = |value: &str| initializing_timeout(&meta(value)).map(|d| d.as_secs_f64());
+        assert_eq!(secs("30m"), Some(1800.0));
+        assert_eq!(secs("1.5s"), Some(1.5));
+        assert_eq!(secs("90"), Some(90.0));
+        assert_eq!(secs("0"), None);
+        assert_eq!(secs("-5"), None);
+        assert_eq!(secs("soon"), None);
+        assert_eq!(initializing_timeout(&ObjectMeta::default()), None);
+    }
 }

@@ -27,6 +27,7 @@ pub(crate) mod go_duration;
 mod history_server;
 mod k8s_names;
 mod metadata;
+pub use metadata::initializing_timeout;
 mod network_policy;
 mod pod_template;
 mod ray_node_params;

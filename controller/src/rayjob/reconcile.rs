@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, ResourceExt};
-use raygate_api::labels::MANAGED_BY_KUBERAY;
+use raygate_api::labels::{MANAGED_BY_KUBERAY, RAY_CLUSTER, RAY_NODE_TYPE};
 use raygate_api::rayjob::{DeletionPolicyType, RayJobInfo};
 use raygate_api::{RayCluster, RayJob, RayJobStatus};
 use serde_json::json;
@@ -551,11 +551,12 @@ fn wait_for_job_id(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Ste
 }
 
 /// How the submitter (K8sJobMode's Job) ended, if it did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Submitter {
     NotFinished,
     Succeeded(Timestamp),
-    Failed,
+    /// Failed, and why (for the RayJob's status message).
+    Failed(String),
 }
 
 fn submitter_outcome(job: &Job) -> Submitter {
@@ -567,7 +568,11 @@ fn submitter_outcome(job: &Job) -> Submitter {
         .unwrap_or_default();
     for condition in conditions.iter().filter(|c| c.status == "True") {
         match condition.type_.as_str() {
-            "Failed" => return Submitter::Failed,
+            "Failed" => {
+                return Submitter::Failed(
+                    "the submitter Job failed; see its pods' logs".to_string(),
+                );
+            }
             "Complete" => {
                 let at = condition
                     .last_transition_time
@@ -582,6 +587,71 @@ fn submitter_outcome(job: &Job) -> Submitter {
     Submitter::NotFinished
 }
 
+/// SidecarMode: the submitter is a container of the head pod (which is not restarted), so its
+/// exit is the submitter's outcome, and a head pod that is gone took the submitter with it.
+async fn sidecar_outcome(io: &Io<'_>, status: &RayJobStatus) -> Result<Submitter, Error> {
+    let Some(cluster) = status.ray_cluster_name.as_deref() else {
+        return Ok(Submitter::NotFinished);
+    };
+    let selector = format!("{RAY_CLUSTER}={cluster},{RAY_NODE_TYPE}=head");
+    let heads = io
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(io.error(format!("listing the head pod of RayCluster {cluster}")))?;
+    match heads
+        .items
+        .iter()
+        .find(|pod| pod.metadata.deletion_timestamp.is_none())
+    {
+        Some(head) => Ok(sidecar_container_outcome(head)),
+        None => Ok(Submitter::Failed(format!(
+            "the head pod of RayCluster {cluster}, which ran the submitter container, is gone"
+        ))),
+    }
+}
+
+fn sidecar_container_outcome(head: &Pod) -> Submitter {
+    let container = head
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.name == submitter::SUBMITTER_CONTAINER);
+    let Some(ended) = container
+        .and_then(|c| c.state.as_ref())
+        .and_then(|state| state.terminated.as_ref())
+    else {
+        return Submitter::NotFinished;
+    };
+    if ended.exit_code == 0 {
+        return Submitter::Succeeded(
+            ended
+                .finished_at
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or_else(Timestamp::now),
+        );
+    }
+    let detail = [ended.reason.as_deref(), ended.message.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ");
+    Submitter::Failed(format!(
+        "the submitter container {} of head pod {} exited with code {}{}; see its logs",
+        submitter::SUBMITTER_CONTAINER,
+        head.name_any(),
+        ended.exit_code,
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        }
+    ))
+}
+
 /// Running: follow the Ray job through the dashboard until it ends.
 async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<Step, Error> {
     let job = io.job;
@@ -592,7 +662,9 @@ async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<St
         return Ok(step);
     }
     let mode = SubmissionMode::of(job);
-    let submitter = if mode == SubmissionMode::K8sJob {
+    let submitter = if mode == SubmissionMode::Sidecar {
+        sidecar_outcome(io, &status).await?
+    } else if mode == SubmissionMode::K8sJob {
         match io
             .api::<Job>()
             .get_opt(&io.name)
@@ -639,7 +711,7 @@ async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<St
             return Ok(Step::stay(status, REQUEUE_ACTIVE));
         }
     };
-    if submitter == Submitter::Failed {
+    if let Submitter::Failed(message) = submitter {
         let failed_app = info
             .as_ref()
             .is_some_and(|i| i.status.as_str() == job_status::FAILED);
@@ -651,11 +723,7 @@ async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<St
         if let Some(info) = &info {
             record_info(&mut status, info);
         }
-        return Ok(Step::fail(
-            status,
-            why,
-            "the submitter Job failed; see its pods' logs".to_string(),
-        ));
+        return Ok(Step::fail(status, why, message));
     }
     let Some(info) = info else {
         return Ok(match mode {
@@ -674,10 +742,10 @@ async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<St
     record_info(&mut status, &info);
     let ray_status = info.status.as_str();
     if let Some((next, why)) = state::terminal_transition(ray_status) {
-        // K8sJobMode completes with its submitter Job (whose logs users read), within a grace
-        // period; a sidecar's exit is not observed, so SidecarMode goes by Ray alone.
-        let submitter_running =
-            mode == SubmissionMode::K8sJob && submitter == Submitter::NotFinished;
+        // K8sJobMode and SidecarMode complete with their submitter (whose logs users read),
+        // within a grace period.
+        let submitter_running = matches!(mode, SubmissionMode::K8sJob | SubmissionMode::Sidecar)
+            && submitter == Submitter::NotFinished;
         if submitter_running {
             let ended = state::millis_to_time(info.end_time)
                 .map(|t| t.0)
@@ -1011,12 +1079,51 @@ mod tests {
         assert!(cut.len() <= 1000 && cut.ends_with('…'), "{}", cut.len());
     }
 
+    fn head_with_submitter(state: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "job-abcde-head"},
+            "status": {"containerStatuses": [
+                {"name": "ray-head", "ready": true, "restartCount": 0, "image": "ray", "imageID": "",
+                 "state": {"running": {}}},
+                {"name": "ray-job-submitter", "ready": false, "restartCount": 0, "image": "ray",
+                 "imageID": "", "state": state},
+            ]},
+        }))
+        .unwrap_or_else(|e| panic!("a pod: {e}"))
+    }
+
+    #[test]
+    fn a_sidecar_submitter_outcome_is_its_container_exit() {
+        assert_eq!(
+            sidecar_container_outcome(&head_with_submitter(json!({"running": {}}))),
+            Submitter::NotFinished
+        );
+        assert_eq!(
+            sidecar_container_outcome(&head_with_submitter(json!({"terminated": {
+                "exitCode": 0, "finishedAt": "2026-11-26T10:00:00Z"}}))),
+            Submitter::Succeeded(
+                "2026-11-26T10:00:00Z"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}"))
+            )
+        );
+        assert_eq!(
+            sidecar_container_outcome(&head_with_submitter(json!({"terminated": {
+                "exitCode": 1, "reason": "Error"}}))),
+            Submitter::Failed(
+                "the submitter container ray-job-submitter of head pod job-abcde-head exited \
+                 with code 1 (Error); see its logs"
+                    .to_string()
+            )
+        );
+    }
+
     #[test]
     fn the_submitter_outcome_comes_from_true_job_conditions() {
         assert_eq!(submitter_outcome(&Job::default()), Submitter::NotFinished);
         assert_eq!(
             submitter_outcome(&with_conditions(&[("Failed", "True")])),
-            Submitter::Failed
+            Submitter::Failed("the submitter Job failed; see its pods' logs".to_string())
         );
         assert_eq!(
             submitter_outcome(&with_conditions(&[

@@ -42,6 +42,8 @@ pub const READY: &str = "Ready";
 pub const UPGRADE_IN_PROGRESS: &str = "UpgradeInProgress";
 pub const SUSPENDING: &str = "Suspending";
 pub const SUSPENDED: &str = "Suspended";
+/// Ready's reason once `ray.io/initializing-timeout` passed: terminal until recreated.
+pub const INITIALIZING_TIMEOUT: &str = "InitializingTimeout";
 
 pub struct ServiceContext {
     pub client: Client,
@@ -176,6 +178,9 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
             "",
         );
         set_condition(&mut status, service, READY, false, "Initializing", "");
+    }
+    if let Some(action) = initializing_timeout(&io, &old, &mut status, &clusters, now).await? {
+        return Ok(action);
     }
     let find = |name: Option<&String>| {
         name.and_then(|n| clusters.iter().find(|c| &c.name_any() == n))
@@ -630,6 +635,81 @@ async fn exclude_head(io: &Io<'_>, cluster: &str) -> Result<(), Error> {
         )))?;
     }
     Ok(())
+}
+
+/// KubeRay's `ray.io/initializing-timeout`: a RayService whose Ready condition stays
+/// `Initializing` longer than the annotation says gives up (Ready=False/InitializingTimeout,
+/// an event), its clusters are retired, and it stays so until recreated. `Some` ends the pass.
+async fn initializing_timeout(
+    io: &Io<'_>,
+    old: &RayServiceStatuses,
+    status: &mut RayServiceStatuses,
+    clusters: &[RayCluster],
+    now: Timestamp,
+) -> Result<Option<Action>, Error> {
+    let service = io.service;
+    if condition(old, READY).is_some_and(|c| c.reason == INITIALIZING_TIMEOUT) {
+        retire_others(io, clusters, [&None, &None], now).await?;
+        return Ok(Some(if clusters.is_empty() {
+            Action::await_change()
+        } else {
+            Action::requeue(REQUEUE)
+        }));
+    }
+    let Some(timeout) = raygate_api::validation::initializing_timeout(&service.metadata) else {
+        return Ok(None);
+    };
+    let Some(ready) = condition(old, READY).filter(|c| c.reason == "Initializing") else {
+        return Ok(None);
+    };
+    // Time spent suspended doesn't count: the clock starts again at the resume.
+    let since = condition(old, SUSPENDED)
+        .map(|c| c.last_transition_time.0)
+        .map_or(ready.last_transition_time.0, |resumed| {
+            resumed.max(ready.last_transition_time.0)
+        });
+    let waited = now.duration_since(since);
+    if waited.unsigned_abs() <= timeout {
+        return Ok(None);
+    }
+    let message = format!(
+        "not ready within the {:?} of annotation {}; its clusters are deleted: recreate the \
+         RayService to try again",
+        timeout,
+        raygate_api::labels::ANNOTATION_INITIALIZING_TIMEOUT
+    );
+    set_condition(
+        status,
+        service,
+        READY,
+        false,
+        INITIALIZING_TIMEOUT,
+        &message,
+    );
+    status.active_service_status = None;
+    status.pending_service_status = None;
+    status.num_serve_endpoints = Some(0);
+    io.ctx
+        .events
+        .warning(
+            service,
+            "RayServiceInitializingTimeout",
+            "Initialize",
+            message,
+        )
+        .await;
+    retire_others(io, clusters, [&None, &None], now).await?;
+    status.observed_generation = service.metadata.generation;
+    write_if_changed(io, old, std::mem::take(status)).await?;
+    Ok(Some(Action::requeue(REQUEUE)))
+}
+
+fn condition<'a>(status: &'a RayServiceStatuses, type_: &str) -> Option<&'a Condition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_)
 }
 
 fn condition_true(status: &RayServiceStatuses, type_: &str) -> bool {

@@ -529,3 +529,99 @@ async fn a_job_past_its_deadline_fails_without_retrying() {
     })
     .await;
 }
+
+/// Plays kubelet for the head pod's `ray-job-submitter` container: it ended with `exit_code`.
+async fn submitter_exited(env: &Env, cluster: &str, exit_code: i32) -> String {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), NS);
+    let heads = pods
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("ray.io/cluster={cluster},ray.io/node-type=head")),
+        )
+        .await
+        .expect("list head pods");
+    let head = heads.items.first().expect("the head pod");
+    let containers: Vec<String> = head
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+        .collect();
+    assert!(
+        containers.iter().any(|c| c == "ray-job-submitter"),
+        "SidecarMode puts the submitter into the head pod: {containers:?}"
+    );
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({"status": {"containerStatuses": [
+        {"name": "ray-head", "ready": true, "restartCount": 0, "image": "rayproject/ray:2.46.0",
+         "imageID": "", "state": {"running": {"startedAt": now}}},
+        {"name": "ray-job-submitter", "ready": false, "restartCount": 0,
+         "image": "rayproject/ray:2.46.0", "imageID": "",
+         "state": {"terminated": {"exitCode": exit_code, "reason": if exit_code == 0 { "Completed" } else { "Error" },
+                                  "startedAt": now, "finishedAt": now}}},
+    ]}});
+    let name = head.name_any();
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("container statuses patched");
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_mode_follows_the_submitter_container_in_the_head_pod() {
+    let env = start().await;
+
+    // The sidecar could not submit (exit 1): the job fails at once, saying why.
+    env.must_apply(&rayjob(
+        "side-fail",
+        json!({"submissionMode": "SidecarMode", "entrypoint": env.python("print(1)")}),
+    ));
+    let running = env.wait_for_deployment_status("side-fail", "Running").await;
+    let cluster = status_field(&running, |s| s.ray_cluster_name.as_deref()).to_string();
+    let head = submitter_exited(&env, &cluster, 1).await;
+    let failed = env.wait_for_deployment_status("side-fail", "Failed").await;
+    assert_eq!(
+        status_field(&failed, |s| s.reason.as_deref()),
+        "SubmissionFailed"
+    );
+    let message = status_field(&failed, |s| s.message.as_deref());
+    assert!(
+        message.contains(&format!(
+            "ray-job-submitter of head pod {head} exited with code 1"
+        )),
+        "{message}"
+    );
+
+    // The sidecar submitted the job (as its script does, here against the local head) and it
+    // succeeded: Complete only once the sidecar has exited too.
+    env.must_apply(&rayjob(
+        "side-ok",
+        json!({"submissionMode": "SidecarMode", "entrypoint": env.python("print(2)")}),
+    ));
+    let running = env.wait_for_deployment_status("side-ok", "Running").await;
+    let cluster = status_field(&running, |s| s.ray_cluster_name.as_deref()).to_string();
+    let job_id = status_field(&running, |s| s.job_id.as_deref()).to_string();
+    let submission = raygate_controller::rayjob::submitter::http_submission(&running, &job_id)
+        .expect("a submission");
+    env.dashboard()
+        .submit_job(&submission)
+        .await
+        .expect("the job is submitted");
+    wait_until("the Ray job SUCCEEDED", TIMEOUT, || async {
+        let info = env.dashboard().job_info(&job_id).await.ok().flatten()?;
+        (info.status == JobStatus::Succeeded).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = env.jobs().get("side-ok").await.expect("the RayJob");
+    assert_eq!(
+        status_field(&still, |s| s.job_deployment_status.as_deref()),
+        "Running",
+        "the job is not Complete while its submitter still runs"
+    );
+    submitter_exited(&env, &cluster, 0).await;
+    let done = env.wait_for_deployment_status("side-ok", "Complete").await;
+    assert_eq!(
+        status_field(&done, |s| s.job_status.as_deref()),
+        "SUCCEEDED"
+    );
+}

@@ -376,3 +376,72 @@ async fn serve_deploys_updates_in_place_upgrades_without_downtime_and_suspends()
     })
     .await;
 }
+
+/// KubeRay's `ray.io/initializing-timeout`: a RayService that doesn't become ready in time
+/// gives up for good. Its pods are in a namespace the stand-in kubelet leaves alone, so they
+/// never get ready (and nothing reaches the Ray head).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rayservice_not_ready_within_its_initializing_timeout_gives_up() {
+    let env = RayEnv::start(NS)
+        .await
+        .expect("control plane, raygate and a Ray head start");
+    env.kubectl_ok(&["create", "namespace", "stuck"], None)
+        .expect("namespace");
+    let mut service: serde_json::Value =
+        serde_json::from_str(&rayservice("applications: []\n", "x")).expect("JSON");
+    service["metadata"]["namespace"] = json!("stuck");
+    service["metadata"]["annotations"] = json!({"ray.io/initializing-timeout": "5s"});
+    env.apply(&service.to_string()).expect("applied");
+
+    let services: Api<RayService> = Api::namespaced(env.client.clone(), "stuck");
+    let given_up = wait_until(
+        "Ready=False/InitializingTimeout",
+        Duration::from_secs(60),
+        || async {
+            let service = services.get(NAME).await.ok()?;
+            let ready = service
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
+            (ready.reason == "InitializingTimeout").then_some((service, ready))
+        },
+    )
+    .await;
+    let (service, ready) = given_up;
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("not ready within the 5s"),
+        "{}",
+        ready.message
+    );
+    let status = service.status.unwrap_or_default();
+    assert!(status.active_service_status.is_none() && status.pending_service_status.is_none());
+    let events = env
+        .kubectl_ok(&["get", "events", "-n", "stuck", "-o", "json"], None)
+        .expect("events");
+    assert!(
+        events.contains("\"reason\": \"RayServiceInitializingTimeout\""),
+        "{events}"
+    );
+    // Its cluster goes after rayClusterDeletionDelaySeconds (3 s here), and none comes back.
+    let clusters: Api<RayCluster> = Api::namespaced(env.client.clone(), "stuck");
+    wait_until("the cluster deleted", Duration::from_secs(60), || async {
+        clusters
+            .list(&ListParams::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+            .map(drop)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = clusters.list(&ListParams::default()).await.expect("list");
+    assert!(
+        after.items.is_empty(),
+        "a timed-out RayService creates no new cluster"
+    );
+}
