@@ -36,6 +36,62 @@ pub fn goal_hash(service: &RayService) -> String {
     pod_template_hash(&service.spec.ray_cluster_config)
 }
 
+/// The goal hashes over the head and only the first `groups` worker groups: what a cluster
+/// created before more groups were appended carries. With no groups the spec may have had no
+/// list or an empty one.
+fn goal_hashes_of_first(service: &RayService, groups: usize) -> Vec<String> {
+    let mut spec = service.spec.ray_cluster_config.clone();
+    if let Some(workers) = spec.worker_group_specs.as_mut() {
+        workers.truncate(groups);
+    }
+    let mut hashes = vec![pod_template_hash(&spec)];
+    if groups == 0 {
+        spec.worker_group_specs = None;
+        hashes.push(pod_template_hash(&spec));
+    }
+    hashes
+}
+
+/// The spec differs from the cluster only by worker groups appended at the end: KubeRay then
+/// updates the cluster in place (its pods stay; the new groups' pods are added).
+pub fn only_groups_appended(service: &RayService, cluster: &RayCluster) -> bool {
+    let Some(groups) = cluster
+        .annotations()
+        .get(RAY_NUM_WORKER_GROUPS)
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let wanted = service
+        .spec
+        .ray_cluster_config
+        .worker_group_specs
+        .as_ref()
+        .map_or(0, Vec::len);
+    wanted > groups
+        && cluster_hash(cluster).is_some_and(|hash| {
+            goal_hashes_of_first(service, groups)
+                .iter()
+                .any(|goal| goal == hash)
+        })
+}
+
+/// The cluster updated in place to the current spec: spec, labels and annotations as a new
+/// cluster would have them, its own name and `suspend` kept.
+pub fn updated_in_place(service: &RayService, cluster: &RayCluster) -> RayCluster {
+    let name = cluster.name_any();
+    let mut updated = cluster_for_service(service, &name);
+    updated.spec.suspend = cluster.spec.suspend;
+    updated.metadata.resource_version = cluster.metadata.resource_version.clone();
+    let mut annotations = cluster.annotations().clone();
+    annotations.extend(updated.metadata.annotations.take().unwrap_or_default());
+    updated.metadata.annotations = Some(annotations);
+    let mut labels = cluster.labels().clone();
+    labels.extend(updated.metadata.labels.take().unwrap_or_default());
+    updated.metadata.labels = Some(labels);
+    updated
+}
+
 pub fn cluster_hash(cluster: &RayCluster) -> Option<&str> {
     cluster
         .annotations()
@@ -61,10 +117,14 @@ pub fn needs_new_cluster(
 ) -> bool {
     let goal = goal_hash(service);
     match (active, pending) {
-        (_, Some(pending)) => cluster_hash(pending) != Some(goal.as_str()),
+        (_, Some(pending)) => {
+            cluster_hash(pending) != Some(goal.as_str()) && !only_groups_appended(service, pending)
+        }
         (None, None) => true,
         (Some(active), None) => {
-            cluster_hash(active) != Some(goal.as_str()) && zero_downtime(service)
+            cluster_hash(active) != Some(goal.as_str())
+                && !only_groups_appended(service, active)
+                && zero_downtime(service)
         }
     }
 }
@@ -207,6 +267,65 @@ mod tests {
         assert!(needs_new_cluster(&v3, Some(&active), Some(&pending)));
         let off = service("rayproject/ray:2.47.0", Some("None"));
         assert!(!needs_new_cluster(&off, Some(&active), None));
+    }
+
+    fn with_groups(mut service: RayService, images: &[&str]) -> RayService {
+        let groups = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                serde_json::from_value(json!({
+                    "groupName": format!("g{i}"), "minReplicas": 1, "maxReplicas": 2,
+                    "template": {"spec": {"containers": [{"name": "ray-worker", "image": image}]}},
+                }))
+                .unwrap_or_else(|e| panic!("a group: {e}"))
+            })
+            .collect();
+        service.spec.ray_cluster_config.worker_group_specs = Some(groups);
+        service
+    }
+
+    #[test]
+    fn appended_worker_groups_update_the_cluster_in_place() {
+        let v1 = with_groups(service("rayproject/ray:2.46.0", None), &["w:1"]);
+        let mut active = cluster_for_service(&v1, "svc-aaaaa");
+        active.spec.suspend = Some(true);
+        active.metadata.resource_version = Some("42".into());
+        let v2 = with_groups(service("rayproject/ray:2.46.0", None), &["w:1", "w:2"]);
+        assert!(only_groups_appended(&v2, &active));
+        assert!(!needs_new_cluster(&v2, Some(&active), None));
+        let updated = updated_in_place(&v2, &active);
+        assert_eq!(updated.name_any(), "svc-aaaaa");
+        assert_eq!(
+            updated.spec.worker_group_specs.as_ref().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(
+            updated.spec.suspend,
+            Some(true),
+            "the cluster's suspend is kept"
+        );
+        assert_eq!(updated.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(updated.annotations()[RAY_NUM_WORKER_GROUPS], "2");
+        assert_eq!(cluster_hash(&updated), Some(goal_hash(&v2).as_str()));
+        assert!(
+            !only_groups_appended(&v2, &updated),
+            "nothing left to append"
+        );
+
+        // A changed existing group, or a removed one, still needs a new cluster.
+        let changed = with_groups(service("rayproject/ray:2.46.0", None), &["w:9", "w:2"]);
+        assert!(!only_groups_appended(&changed, &active));
+        assert!(needs_new_cluster(&changed, Some(&active), None));
+        let fewer = with_groups(service("rayproject/ray:2.46.0", None), &[]);
+        assert!(needs_new_cluster(&fewer, Some(&active), None));
+        // A cluster created without any worker group gets its first one in place too.
+        let bare = cluster_for_service(&service("rayproject/ray:2.46.0", None), "svc-ccccc");
+        let first = with_groups(service("rayproject/ray:2.46.0", None), &["w:1"]);
+        assert!(only_groups_appended(&first, &bare));
+        // The same holds for a pending cluster.
+        let pending = cluster_for_service(&v1, "svc-bbbbb");
+        assert!(!needs_new_cluster(&v2, None, Some(&pending)));
     }
 
     #[test]

@@ -216,6 +216,38 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
             .await;
         pending = Some(created);
     }
+    // Worker groups appended to the spec: the cluster gets them in place, as in KubeRay (the
+    // pending cluster while upgrading, otherwise the active one).
+    let target = if pending.is_some() {
+        pending.as_mut()
+    } else {
+        active.as_mut()
+    };
+    if let Some(cluster) = target
+        && plan::only_groups_appended(service, cluster)
+    {
+        let name = cluster.name_any();
+        *cluster = io
+            .api::<RayCluster>()
+            .replace(
+                &name,
+                &PostParams::default(),
+                &plan::updated_in_place(service, cluster),
+            )
+            .await
+            .map_err(io.error(format!("updating RayCluster {name} in place")))?;
+        ctx.events
+            .normal(
+                service,
+                "UpdatedRayCluster",
+                "Update",
+                format!(
+                    "Updated RayCluster {}/{name} in place: worker groups were appended",
+                    io.namespace
+                ),
+            )
+            .await;
+    }
     let active_name = active.as_ref().map(ResourceExt::name_any);
     let pending_name = pending.as_ref().map(ResourceExt::name_any);
 

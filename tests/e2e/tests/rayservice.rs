@@ -381,7 +381,7 @@ async fn serve_deploys_updates_in_place_upgrades_without_downtime_and_suspends()
 /// gives up for good. Its pods are in a namespace the stand-in kubelet leaves alone, so they
 /// never get ready (and nothing reaches the Ray head).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rayservice_not_ready_within_its_initializing_timeout_gives_up() {
+async fn clusters_that_never_get_ready_grow_in_place_or_time_out() {
     let env = RayEnv::start(NS)
         .await
         .expect("control plane, raygate and a Ray head start");
@@ -392,6 +392,68 @@ async fn a_rayservice_not_ready_within_its_initializing_timeout_gives_up() {
     service["metadata"]["namespace"] = json!("stuck");
     service["metadata"]["annotations"] = json!({"ray.io/initializing-timeout": "5s"});
     env.apply(&service.to_string()).expect("applied");
+
+    // Meanwhile, in another namespace: worker groups appended while the cluster comes up are
+    // added to that cluster in place; no new cluster is prepared.
+    env.kubectl_ok(&["create", "namespace", "growing"], None)
+        .expect("namespace");
+    let mut growing: serde_json::Value =
+        serde_json::from_str(&rayservice("applications: []\n", "x")).expect("JSON");
+    growing["metadata"]["namespace"] = json!("growing");
+    env.apply(&growing.to_string()).expect("applied");
+    let growing_services: Api<RayService> = Api::namespaced(env.client.clone(), "growing");
+    let first = wait_until("a pending cluster", Duration::from_secs(60), || async {
+        growing_services
+            .get(NAME)
+            .await
+            .ok()?
+            .status?
+            .pending_service_status?
+            .ray_cluster_name
+    })
+    .await;
+    growing["spec"]["rayClusterConfig"]["workerGroupSpecs"] = json!([{
+        "groupName": "extra", "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
+        "rayStartParams": {},
+        "template": {"spec": {"containers": [{
+            "name": "ray-worker", "image": "rayproject/ray:2.46.0",
+            "resources": {"limits": {"cpu": "1", "memory": "2Gi"}},
+        }]}},
+    }]);
+    env.apply(&growing.to_string())
+        .expect("applied with a worker group");
+    let growing_clusters: Api<RayCluster> = Api::namespaced(env.client.clone(), "growing");
+    wait_until(
+        "the worker group added in place",
+        Duration::from_secs(60),
+        || async {
+            let cluster = growing_clusters.get(&first).await.ok()?;
+            let groups = cluster.spec.worker_group_specs.unwrap_or_default();
+            (groups.len() == 1 && groups[0].group_name == "extra").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let names: Vec<String> = growing_clusters
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(
+        names,
+        vec![first.clone()],
+        "no new cluster for appended groups"
+    );
+    let growing_events = env
+        .kubectl_ok(&["get", "events", "-n", "growing", "-o", "json"], None)
+        .expect("events");
+    assert!(
+        growing_events.contains("\"reason\": \"UpdatedRayCluster\""),
+        "{growing_events}"
+    );
 
     let services: Api<RayService> = Api::namespaced(env.client.clone(), "stuck");
     let given_up = wait_until(
