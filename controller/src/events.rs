@@ -1,8 +1,13 @@
 //! Kubernetes Events (events.k8s.io/v1) on Ray objects for every create, delete, transition and
 //! failure, with KubeRay's reporter and reason names so `kubectl describe` reads the same.
 
-use kube::Resource;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Resource};
 
 /// KubeRay's reporter names; tools filter events by them.
 pub const REPORTER: &str = "raycluster-controller";
@@ -12,6 +17,10 @@ pub const RAYCRONJOB_REPORTER: &str = "raycronjob-controller";
 
 #[derive(Clone)]
 pub struct EventSink {
+    client: kube::Client,
+    reporter: Reporter,
+    /// For warnings: a failure repeated on every retry becomes one event with a growing
+    /// `series.count`, as client-go's recorder does, instead of an event per retry.
     recorder: Recorder,
 }
 
@@ -26,10 +35,16 @@ impl EventSink {
             instance,
         };
         Self {
-            recorder: Recorder::new(client, reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            client,
+            reporter,
         }
     }
 
+    /// A Normal event, always written as an event of its own. The recorder's series would
+    /// fold a second "Created 2 worker pods: ..." for the same cluster into the first one and
+    /// keep only the first note, so the names of the later pods would never be reported; and
+    /// its cache would hold an entry per cluster and reason for minutes.
     pub async fn normal<K: Resource<DynamicType = ()>>(
         &self,
         cluster: &K,
@@ -37,8 +52,49 @@ impl EventSink {
         action: &str,
         note: String,
     ) {
-        self.publish(cluster, EventType::Normal, reason, action, note)
-            .await;
+        let regarding = cluster.object_ref(&());
+        let event = self.event(regarding, reason, action, note);
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
+        if let Err(error) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(%error, reason, "could not record an event");
+        }
+    }
+
+    /// The event the recorder would write for a first occurrence.
+    fn event(
+        &self,
+        regarding: ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> K8sEvent {
+        let now = Timestamp::now();
+        let prefix = regarding
+            .name
+            .as_deref()
+            .unwrap_or(&self.reporter.controller);
+        K8sEvent {
+            action: Some(action.to_string()),
+            reason: Some(reason.to_string()),
+            event_time: Some(MicroTime(now)),
+            note: Some(note),
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(format!("{prefix}.{:x}", now.as_nanosecond())),
+                ..ObjectMeta::default()
+            },
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            type_: Some("Normal".to_string()),
+            regarding: Some(regarding),
+            ..K8sEvent::default()
+        }
     }
 
     pub async fn warning<K: Resource<DynamicType = ()>>(
@@ -48,22 +104,10 @@ impl EventSink {
         action: &str,
         note: String,
     ) {
-        self.publish(cluster, EventType::Warning, reason, action, note)
-            .await;
-    }
-
-    /// An event that can't be written is logged, never fails the reconcile: events are
-    /// best-effort in Kubernetes too.
-    async fn publish<K: Resource<DynamicType = ()>>(
-        &self,
-        cluster: &K,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
+        // An event that can't be written is logged, never fails the reconcile: events are
+        // best-effort in Kubernetes too.
         let event = Event {
-            type_,
+            type_: EventType::Warning,
             reason: reason.to_string(),
             note: Some(note),
             action: action.to_string(),

@@ -121,12 +121,6 @@ pub async fn run(
     }
     metrics.set_leader(true);
 
-    let context = Arc::new(reconcile::Context::new(
-        client.clone(),
-        options.cluster_domain.clone(),
-        events::EventSink::new(client.clone(), Some(options.identity.clone())),
-        metrics.clone(),
-    ));
     let job_context = Arc::new(rayjob::JobContext {
         client: client.clone(),
         cluster_domain: options.cluster_domain.clone(),
@@ -163,14 +157,26 @@ pub async fn run(
     } else {
         options.namespaces.iter().cloned().map(Some).collect()
     };
+    // One Service cache per scope, filled by the controllers' Service watches and read by
+    // every pass: a head Service that exists costs no request.
+    let (service_stores, service_writers): (Vec<_>, Vec<_>) =
+        scopes.iter().map(|_| reflector::store::<Service>()).unzip();
+    let context = Arc::new(reconcile::Context::new(
+        client.clone(),
+        options.cluster_domain.clone(),
+        events::EventSink::new(client.clone(), Some(options.identity.clone())),
+        metrics.clone(),
+        service_stores,
+    ));
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
-    for scope in scopes {
+    for (scope, service_writer) in scopes.into_iter().zip(service_writers) {
         let (controller, store) = cluster_controller(
             &client,
             scope.clone(),
             options.concurrency,
             context.clone(),
+            service_writer,
             stopped(stop_rx.clone()),
         );
         stores.push(store);
@@ -269,32 +275,38 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 type Store = kube::runtime::reflector::Store<RayCluster>;
 
-/// The RayCluster controller for one namespace (or all). Pods and Services are watched
-/// metadata-only and only when labelled `ray.io/cluster`, so memory follows Ray's objects,
-/// not the size of the cluster; a change to one wakes its owning RayCluster.
+/// The RayCluster controller for one namespace (or all). Pods and Services are watched only
+/// when labelled `ray.io/cluster`, so memory follows Ray's objects, not the size of the
+/// cluster; a change to one wakes its owning RayCluster. Pods are watched metadata-only (a
+/// pass lists its own); Services are cached whole (without managedFields) for `writer`.
 fn cluster_controller(
     client: &Client,
     namespace: Option<String>,
     concurrency: u16,
     context: Arc<reconcile::Context>,
+    service_writer: reflector::store::Writer<Service>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (impl Future<Output = ()> + Send, Store) {
     let namespace = namespace.as_deref();
     let clusters: Api<RayCluster> = scoped(client, namespace);
     let pods: Api<PartialObjectMeta<Pod>> = scoped(client, namespace);
-    let services: Api<PartialObjectMeta<Service>> = scoped(client, namespace);
+    let services: Api<Service> = scoped(client, namespace);
     let children = watcher::Config::default().labels(RAY_CLUSTER);
+    // `PartialObjectMeta`: the API server sends only metadata, not the pods' specs.
     let pod_events = watcher(pods, children.clone())
         .default_backoff()
         .touched_objects();
     let service_events = watcher(services, children)
         .default_backoff()
+        .modify(strip_managed_fields)
+        .reflect(service_writer)
         .touched_objects();
     // Only spec, label and annotation changes wake a cluster, as in KubeRay: the status this
     // controller writes would otherwise trigger a pass of its own each time.
     let (reader, writer) = reflector::store();
     let cluster_events = watcher(clusters, watcher::Config::default())
         .default_backoff()
+        .modify(strip_managed_fields)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -323,6 +335,12 @@ fn cluster_controller(
             }
         });
     (run, store)
+}
+
+/// managedFields can be as large as the object itself and nothing here reads them; cached
+/// objects drop them.
+pub(crate) fn strip_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
 
 /// Changes when deletion starts, which moves neither generation nor labels.

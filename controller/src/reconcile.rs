@@ -2,12 +2,15 @@
 //!
 //! Pods are counted from a fresh LIST on every pass, not from a watch cache, so a pass never
 //! acts on a stale picture: after a crash or restart the new process sees every pod its
-//! predecessor created and creates only what is missing.
+//! predecessor created and creates only what is missing. A pass that wrote computes status
+//! from that LIST and its own writes' answers rather than listing again.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use futures_util::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -15,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use raygate_api::labels::{
     ANNOTATION_DISABLE_PROVISIONED_HEAD_RESTART, ANNOTATION_UPGRADE_STRATEGY_RECREATE_HASH,
@@ -53,6 +57,8 @@ pub struct Context {
     /// (uid, generation) already warned about a missing webhook, so the event is not repeated
     /// on every pass.
     warned: Mutex<HashSet<(String, i64)>>,
+    /// The Services labelled `ray.io/cluster`, one cache per watched scope.
+    services: Vec<Store<Service>>,
 }
 
 impl Context {
@@ -61,6 +67,7 @@ impl Context {
         cluster_domain: String,
         events: EventSink,
         metrics: Arc<Metrics>,
+        services: Vec<Store<Service>>,
     ) -> Self {
         Self {
             client,
@@ -68,7 +75,23 @@ impl Context {
             events,
             metrics,
             warned: Mutex::new(HashSet::new()),
+            services,
         }
+    }
+
+    /// What the Service caches know of `namespace/name`: `Some(None)` when every cache has
+    /// synced and none holds it, `None` when a cache is still filling (then only the API
+    /// server can tell).
+    fn cached_service(&self, namespace: &str, name: &str) -> Option<Option<Arc<Service>>> {
+        let key = ObjectRef::new(name).within(namespace);
+        let mut synced = !self.services.is_empty();
+        for store in &self.services {
+            if let Some(service) = store.get(&key) {
+                return Some(Some(service));
+            }
+            synced &= matches!(store.wait_until_ready().now_or_never(), Some(Ok(())));
+        }
+        synced.then_some(None)
     }
 
     /// True the first time for this object generation.
@@ -126,7 +149,7 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     let normalized = normalized(cluster, ctx).await?;
     if cluster.metadata.deletion_timestamp.is_some() {
         if gcs_ft::has_finalizer(cluster) {
-            return cleanup::finalize(ctx, normalized.as_ref().unwrap_or(cluster)).await;
+            return cleanup::finalize(ctx, normalized.as_deref().unwrap_or(cluster)).await;
         }
         // Children go with the cluster through their owner references.
         return Ok(Action::await_change());
@@ -134,7 +157,7 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     let Some(normalized) = normalized else {
         return Ok(Action::await_change());
     };
-    let cluster = &normalized;
+    let cluster: &RayCluster = &normalized;
     if gcs_ft::wants_finalizer(cluster) && !gcs_ft::has_finalizer(cluster) {
         cleanup::add_finalizer(ctx, cluster).await?;
     }
@@ -143,14 +166,7 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     if autoscaler::enabled(cluster) {
         ensure_autoscaler_rbac(ctx, cluster, &namespace).await?;
     }
-    let head_service = ensure_child(
-        ctx,
-        cluster,
-        &services_api,
-        services::head_service(cluster),
-        "Service",
-    )
-    .await?;
+    let head_service = ensure_head_service(ctx, cluster, &namespace, &services_api).await?;
     if services::needs_headless_service(cluster) {
         let headless = services::headless_worker_service(cluster);
         ensure_child(ctx, cluster, &services_api, headless, "Service").await?;
@@ -161,11 +177,20 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     let hash = pod_template_hash(&cluster.spec);
     let plan = plan(ctx, cluster, &owned, &hash);
     let acted = !plan.is_empty();
-    let failure = execute(ctx, cluster, &pods_api, &hash, plan).await;
-    let owned = if acted {
-        list_owned_pods(&pods_api, cluster).await?
+    let (failure, owned) = if acted {
+        let done = execute(ctx, cluster, &pods_api, &hash, plan).await;
+        // What a LIST now would show: the pods seen, less those deleted, plus those created.
+        let mut owned = owned;
+        owned.retain(|pod| {
+            pod.metadata
+                .uid
+                .as_ref()
+                .is_none_or(|uid| !done.deleted.contains(uid))
+        });
+        owned.extend(done.created);
+        (done.failure, owned)
     } else {
-        owned
+        (None, owned)
     };
 
     let now = Time(Timestamp::now());
@@ -208,15 +233,25 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
 /// The cluster with the webhook's defaults. An object admitted while the webhook was bypassed
 /// (or under an older schema) is normalized here in memory by the same pure function, and
 /// validated, since nothing else checked it. `None`: invalid, nothing to do until it changes.
-async fn normalized(cluster: &RayCluster, ctx: &Context) -> Result<Option<RayCluster>, Error> {
+async fn normalized<'a>(
+    cluster: &'a RayCluster,
+    ctx: &Context,
+) -> Result<Option<Cow<'a, RayCluster>>, Error> {
+    // The stamp is read off the typed object (as `defaults::is_normalized` reads it off the
+    // JSON): the common case then costs neither a serialization nor a copy.
+    if cluster
+        .annotations()
+        .get(raygate_api::labels::ANNOTATION_NORMALIZED)
+        .map(String::as_str)
+        == Some(raygate_api::defaults::NORMALIZED_VERSION)
+    {
+        return Ok(Some(Cow::Borrowed(cluster)));
+    }
     let name = cluster.name_any();
     let mut value = serde_json::to_value(cluster).map_err(|source| Error::Normalize {
         cluster: name.clone(),
         source,
     })?;
-    if raygate_api::defaults::is_normalized(&value) {
-        return Ok(Some(cluster.clone()));
-    }
     raygate_api::defaults::normalize(&mut value);
     let normalized: RayCluster =
         serde_json::from_value(value).map_err(|source| Error::Normalize {
@@ -255,7 +290,25 @@ async fn normalized(cluster: &RayCluster, ctx: &Context) -> Result<Option<RayClu
             )
             .await;
     }
-    Ok(Some(normalized))
+    Ok(Some(Cow::Owned(normalized)))
+}
+
+/// The head Service: from the cache when it is there (no request), created straight away when
+/// the synced cache says it is absent, and asked of the API server only when the cache can't
+/// tell or is behind (a 409 on create).
+async fn ensure_head_service(
+    ctx: &Context,
+    cluster: &RayCluster,
+    namespace: &str,
+    api: &Api<Service>,
+) -> Result<Service, Error> {
+    let desired = services::head_service(cluster);
+    let name = desired.name_any();
+    match ctx.cached_service(namespace, &name) {
+        Some(Some(cached)) => Ok(Arc::unwrap_or_clone(cached)),
+        Some(None) => create_child(ctx, cluster, api, desired, "Service").await,
+        None => ensure_child(ctx, cluster, api, desired, "Service").await,
+    }
 }
 
 /// Creates a child (Service, ServiceAccount, Role, RoleBinding) if absent. Existing ones are
@@ -280,6 +333,26 @@ where
     if let Some(existing) = api.get_opt(&name).await.map_err(get_error)? {
         return Ok(existing);
     }
+    create_child(ctx, cluster, api, desired, kind).await
+}
+
+/// Creates a child believed absent; if it exists after all, returns the existing one.
+async fn create_child<K>(
+    ctx: &Context,
+    cluster: &RayCluster,
+    api: &Api<K>,
+    desired: K,
+    kind: &'static str,
+) -> Result<K, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = desired.name_any();
+    let get_error = |source| Error::GetChild {
+        kind,
+        name: name.clone(),
+        source,
+    };
     match api.create(&PostParams::default(), &desired).await {
         Ok(created) => {
             ctx.events
@@ -504,16 +577,35 @@ enum Write {
     Create(Box<Pod>, Option<String>),
 }
 
-/// Runs the plan's writes, a bounded number at a time. Returns the first failure.
+enum Written {
+    Deleted(String),
+    Created(Box<Pod>, bool),
+}
+
+/// What a pass's writes did.
+#[derive(Default)]
+struct Done {
+    /// The first failure.
+    failure: Option<ReplicaFailure>,
+    /// The pods created, as the API server answered.
+    created: Vec<Pod>,
+    /// uids of the pods deleted (or found gone).
+    deleted: HashSet<String>,
+}
+
+/// Runs the plan's writes, a bounded number at a time. Pod creations are reported in one
+/// event per pass and kind ("Created 2 worker pods: a, b"), not one per pod: on a large
+/// cluster those event writes would otherwise double the requests the pass makes.
 async fn execute(
     ctx: &Context,
     cluster: &RayCluster,
     api: &Api<Pod>,
     hash: &str,
     plan: Plan,
-) -> Option<ReplicaFailure> {
+) -> Done {
+    let mut done = Done::default();
     if plan.is_empty() {
-        return None;
+        return done;
     }
     let pod_ctx = PodContext {
         cluster,
@@ -542,18 +634,55 @@ async fn execute(
             ));
         }
     }
-    let failures: Vec<ReplicaFailure> = stream::iter(writes)
+    let outcomes: Vec<Result<Written, ReplicaFailure>> = stream::iter(writes)
         .map(|write| async move {
             match write {
-                Write::Delete(pod, head) => delete_pod(ctx, cluster, api, pod, head).await,
-                Write::Create(pod, group) => create_pod(ctx, cluster, api, *pod, group).await,
+                Write::Delete(pod, head) => {
+                    let uid = pod.uid.clone();
+                    delete_pod(ctx, cluster, api, pod, head)
+                        .await
+                        .map(|()| Written::Deleted(uid))
+                }
+                Write::Create(pod, group) => {
+                    let head = group.is_none();
+                    create_pod(ctx, cluster, api, *pod, group)
+                        .await
+                        .map(|created| Written::Created(Box::new(created), head))
+                }
             }
         })
         .buffer_unordered(WRITES_IN_FLIGHT)
-        .filter_map(|outcome| async move { outcome.err() })
         .collect()
         .await;
-    failures.into_iter().next()
+    let mut heads = Vec::new();
+    let mut workers = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(Written::Deleted(uid)) => {
+                done.deleted.insert(uid);
+            }
+            Ok(Written::Created(pod, head)) => {
+                let name = pod.name_any();
+                if head { &mut heads } else { &mut workers }.push(name);
+                done.created.push(*pod);
+            }
+            Err(failure) => {
+                done.failure.get_or_insert(failure);
+            }
+        }
+    }
+    for (names, kind, reason) in [
+        (heads, "head", "CreatedHeadPod"),
+        (workers, "worker", "CreatedWorkerPod"),
+    ] {
+        let note = match names.as_slice() {
+            [] => continue,
+            [one] => format!("Created {kind} pod {one}"),
+            many => format!("Created {} {kind} pods: {}", many.len(), many.join(", ")),
+        };
+        ctx.events.normal(cluster, reason, "Create", note).await;
+    }
+    done
 }
 
 pub(crate) async fn delete_pod(
@@ -624,37 +753,18 @@ async fn create_pod(
     api: &Api<Pod>,
     pod: Pod,
     group: Option<String>,
-) -> Result<(), ReplicaFailure> {
-    let (kind, done, failed, failed_condition) = match group {
-        None => (
-            "head",
-            "CreatedHeadPod",
-            "FailedToCreateHeadPod",
-            "FailedCreateHeadPod",
-        ),
-        Some(_) => (
-            "worker",
-            "CreatedWorkerPod",
-            "FailedToCreateWorkerPod",
-            "FailedCreateWorkerPod",
-        ),
+) -> Result<Pod, ReplicaFailure> {
+    let (kind, failed, failed_condition) = match group {
+        None => ("head", "FailedToCreateHeadPod", "FailedCreateHeadPod"),
+        Some(_) => ("worker", "FailedToCreateWorkerPod", "FailedCreateWorkerPod"),
     };
     let mut attempt = 0;
     loop {
         attempt += 1;
         match api.create(&PostParams::default(), &pod).await {
             Ok(created) => {
-                let name = created.name_any();
-                tracing::debug!(pod = name, "created {kind} pod");
-                ctx.events
-                    .normal(
-                        cluster,
-                        done,
-                        "Create",
-                        format!("Created {kind} pod {name}"),
-                    )
-                    .await;
-                return Ok(());
+                tracing::debug!(pod = created.name_any(), "created {kind} pod");
+                return Ok(created);
             }
             // A generated name collided; another try draws a new one.
             Err(kube::Error::Api(status)) if status.code == 409 && attempt < 3 => continue,

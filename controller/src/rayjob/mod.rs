@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client};
@@ -31,8 +32,8 @@ pub fn controller(
 ) -> impl Future<Output = ()> + Send {
     let namespace = namespace.as_deref();
     let jobs: Api<RayJob> = crate::scoped(client, namespace);
-    let clusters: Api<RayCluster> = crate::scoped(client, namespace);
-    let submitters: Api<Job> = crate::scoped(client, namespace);
+    let clusters: Api<PartialObjectMeta<RayCluster>> = crate::scoped(client, namespace);
+    let submitters: Api<PartialObjectMeta<Job>> = crate::scoped(client, namespace);
     let children = watcher::Config::default().labels(&format!("{RAY_ORIGINATED_FROM_CRD}=RayJob"));
     let cluster_events = watcher(clusters, children.clone())
         .default_backoff()
@@ -45,6 +46,7 @@ pub fn controller(
     let (reader, writer) = reflector::store();
     let job_events = watcher(jobs, watcher::Config::default())
         .default_backoff()
+        .modify(crate::strip_managed_fields)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(

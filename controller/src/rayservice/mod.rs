@@ -44,6 +44,7 @@ pub fn controller(
     let (reader, writer) = reflector::store();
     let events = watcher(services, watcher::Config::default())
         .default_backoff()
+        .modify(crate::strip_managed_fields)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
