@@ -7,6 +7,7 @@
 //! and the admin port.
 
 pub mod admin;
+pub mod auth;
 pub mod autoscaler;
 pub mod cleanup;
 pub mod dashboard;

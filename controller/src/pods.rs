@@ -314,6 +314,19 @@ fn build_pod(
         }
     }
 
+    // Every Ray process authenticates: the Ray container, the autoscaler, wait-gcs-ready, a
+    // SidecarMode submitter, and the user's own init containers.
+    let auth_env = crate::auth::env(ctx.cluster);
+    if !auth_env.is_empty() {
+        for container in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            add_missing_env(&mut container.env, &auth_env);
+        }
+    }
+
     Pod {
         metadata: ObjectMeta {
             generate_name: Some(names::pod_generate_name(&ctx.name(), group, node_type)),
@@ -501,6 +514,47 @@ spec:
             init.args.as_ref().expect("args")[0]
                 .contains("demo-head-svc.ns.svc.cluster.local:6379")
         );
+    }
+
+    #[test]
+    fn with_token_auth_every_container_gets_the_token() {
+        let mut cluster = sample();
+        cluster.spec.ray_version = Some("2.55.0".into());
+        cluster.spec.enable_in_tree_autoscaling = Some(true);
+        cluster.spec.auth_options = Some(
+            serde_json::from_value(serde_json::json!({"mode": "token"})).expect("auth options"),
+        );
+        let head = head_pod(&ctx(&cluster));
+        let group = cluster.spec.worker_group_specs.as_ref().expect("groups")[0].clone();
+        let slot = WorkerSlot {
+            replica_index: 0,
+            replica_name: None,
+            host_index: None,
+        };
+        let worker = worker_pod(&ctx(&cluster), &group, &slot);
+        for pod in [&head, &worker] {
+            let spec = pod.spec.as_ref().expect("spec");
+            let containers: Vec<_> = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .collect();
+            assert!(containers.len() >= 2, "{containers:?}");
+            for container in containers {
+                let env = container.env.as_deref().unwrap_or_default();
+                let token = env.iter().find(|e| e.name == "RAY_AUTH_TOKEN");
+                let secret = token
+                    .and_then(|t| t.value_from.as_ref())
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .map(|s| (s.name.as_str(), s.key.as_str()));
+                assert_eq!(secret, Some(("demo", "auth_token")), "{}", container.name);
+                assert!(
+                    env.iter().any(|e| e.name == "RAY_AUTH_MODE"),
+                    "{}",
+                    container.name
+                );
+            }
+        }
     }
 
     #[test]

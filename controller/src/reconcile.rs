@@ -166,6 +166,8 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     if autoscaler::enabled(cluster) {
         ensure_autoscaler_rbac(ctx, cluster, &namespace).await?;
     }
+    // Before any pod: the pods read their Ray auth token from it.
+    crate::auth::ensure_secret(&ctx.client, cluster).await?;
     let head_service = ensure_head_service(ctx, cluster, &namespace, &services_api).await?;
     if services::needs_headless_service(cluster) {
         let headless = services::headless_worker_service(cluster);

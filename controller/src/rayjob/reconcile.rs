@@ -497,12 +497,27 @@ async fn ensure_submitter(
     {
         return Ok(());
     }
-    let desired = submitter::submitter_job(
+    let mut desired = submitter::submitter_job(
         io.job,
         Some(&cluster.spec),
         status.dashboard_url.as_deref().unwrap_or_default(),
         status.job_id.as_deref().unwrap_or_default(),
     );
+    // `ray job submit` authenticates like the cluster's own processes.
+    let auth_env = crate::auth::env(cluster);
+    for container in desired
+        .spec
+        .iter_mut()
+        .flat_map(|spec| spec.template.spec.iter_mut())
+        .flat_map(|pod| pod.containers.iter_mut())
+    {
+        let env = container.env.get_or_insert_with(Vec::new);
+        for var in &auth_env {
+            if !env.iter().any(|e| e.name == var.name) {
+                env.push(var.clone());
+            }
+        }
+    }
     match jobs.create(&PostParams::default(), &desired).await {
         Ok(_) => {
             io.ctx
@@ -677,6 +692,7 @@ async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<St
     } else {
         Submitter::NotFinished
     };
+    let mut job_cluster = None;
     if let Some(name) = status.ray_cluster_name.clone()
         && let Some(cluster) = io
             .api::<RayCluster>()
@@ -684,11 +700,14 @@ async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<St
             .await
             .map_err(io.error(format!("reading RayCluster {name}")))?
     {
-        status.ray_cluster_status = cluster.status;
+        status.ray_cluster_status = cluster.status.clone();
+        job_cluster = Some(cluster);
     }
     let Some(dashboard) = io.ctx.dashboard(&status) else {
         return Ok(Step::stay(status, REQUEUE_ACTIVE));
     };
+    let dashboard =
+        crate::auth::authenticated(&io.ctx.client, job_cluster.as_ref(), dashboard).await?;
     let job_id = status.job_id.clone().unwrap_or_default();
     let info = match dashboard.job_info(&job_id).await {
         Ok(info) => {
@@ -1001,6 +1020,18 @@ async fn stop_ray_job(io: &Io<'_>, status: &RayJobStatus, why: &str) {
     let Some(dashboard) = io.ctx.dashboard(status) else {
         return;
     };
+    let cluster = match status.ray_cluster_name.as_deref() {
+        Some(name) => io.api::<RayCluster>().get_opt(name).await.ok().flatten(),
+        None => None,
+    };
+    let dashboard =
+        match crate::auth::authenticated(&io.ctx.client, cluster.as_ref(), dashboard).await {
+            Ok(dashboard) => dashboard,
+            Err(error) => {
+                tracing::info!(%error, "no auth token for stopping the Ray job");
+                return;
+            }
+        };
     match dashboard.stop_job(job_id).await {
         Ok(true) => {
             io.ctx

@@ -385,6 +385,7 @@ async fn reconcile_serve(
     let Some(client) = io.ctx.dashboard(cluster, DASHBOARD_TIMEOUT) else {
         return Ok(ServeReport::default());
     };
+    let client = crate::auth::authenticated(&io.ctx.client, Some(cluster), client).await?;
     let details = match client.serve_details().await {
         Ok(details) => Some(details),
         Err(error) => {
@@ -434,6 +435,7 @@ async fn put_config(
     let Some(client) = io.ctx.dashboard(cluster, SERVE_PUT_TIMEOUT) else {
         return Ok(());
     };
+    let client = crate::auth::authenticated(&io.ctx.client, Some(cluster), client).await?;
     let name = cluster.name_any();
     if let Err(error) = client.put_serve_config(config).await {
         io.ctx

@@ -838,3 +838,73 @@ async fn with_in_tree_autoscaling_the_head_runs_the_autoscaler_which_alone_picks
     let (_, left) = env.wait_for_pods(1, 1).await;
     assert_eq!(left[0].name_any(), workers[1].name_any());
 }
+
+/// KubeRay's token-auth sample: the cluster's token Secret is created (32 random bytes, owned
+/// by the cluster) and every container of its pods reads the token from it.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_auth_creates_the_token_secret_and_every_container_reads_it() {
+    let env = start(true).await;
+    let sample = sample_text("ray-cluster.auth.yaml").expect("KubeRay's auth sample");
+    let name = serde_saphyr::from_str::<Value>(&sample).expect("YAML")["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_string();
+    env.apply(&sample);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), NS);
+    let secret = wait_until("the token Secret", TIMEOUT, || async {
+        secrets.get_opt(&name).await.ok().flatten()
+    })
+    .await;
+    let token = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("auth_token"))
+        .map(|b| b.0.clone())
+        .expect("an auth_token");
+    assert_eq!(token.len(), 44, "base64 of 32 random bytes");
+    assert_eq!(secret.labels().get("ray.io/cluster"), Some(&name));
+    assert_eq!(secret.owner_references()[0].name, name);
+
+    let pods = wait_until("the cluster's pods", TIMEOUT, || async {
+        let list = env
+            .pods_api()
+            .list(&ListParams::default().labels(&format!("ray.io/cluster={name}")))
+            .await
+            .ok()?;
+        (list.items.len() >= 2).then_some(list.items)
+    })
+    .await;
+    for pod in &pods {
+        let spec = pod.spec.as_ref().expect("spec");
+        for container in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            let env = container.env.as_deref().unwrap_or_default();
+            let mode = env.iter().find(|e| e.name == "RAY_AUTH_MODE");
+            assert_eq!(
+                mode.and_then(|e| e.value.as_deref()),
+                Some("token"),
+                "{}",
+                container.name
+            );
+            let from = env
+                .iter()
+                .find(|e| e.name == "RAY_AUTH_TOKEN")
+                .and_then(|e| e.value_from.as_ref())
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|s| (s.name.clone(), s.key.clone()));
+            assert_eq!(
+                from,
+                Some((name.clone(), "auth_token".to_string())),
+                "{}",
+                container.name
+            );
+        }
+    }
+    // The token is never rotated under running Ray processes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = secrets.get(&name).await.expect("the Secret");
+    assert_eq!(again.data, secret.data);
+}

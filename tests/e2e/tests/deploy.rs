@@ -377,8 +377,11 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
     ));
     for namespace in ["default", "team-a", "kube-system"] {
         assert!(!can(&cp, webhook, "get", "secrets", namespace));
-        assert!(!can(&cp, controller, "get", "secrets", namespace));
+        // The controller reads a Ray cluster's auth token Secret by name (authOptions), as
+        // KubeRay's operator does, but can never list or watch Secrets.
         assert!(!can(&cp, controller, "list", "secrets", namespace));
+        assert!(!can(&cp, controller, "watch", "secrets", namespace));
+        assert!(!can(&cp, controller, "update", "secrets", namespace));
         assert!(!can(&cp, webhook, "create", "pods", namespace));
     }
     assert!(!can(
