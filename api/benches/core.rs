@@ -197,5 +197,8 @@ fn main() {
         percentiles("core/50 policies", &body, |b| {
             admit_with_policies_once(b, &policies)
         });
+        percentiles("core/50 policies, all matching", &body, |b| {
+            admit_with_policies_once(b, &all_matching)
+        });
     }
 }

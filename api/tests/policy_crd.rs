@@ -83,6 +83,7 @@ fn all_crds_lists_raypolicy_last() {
             "rayclusters.ray.io",
             "rayjobs.ray.io",
             "rayservices.ray.io",
+            "raycronjobs.ray.io",
             "raypolicies.raygate.io"
         ]
     );

@@ -219,6 +219,10 @@ impl PolicySet {
     }
 
     /// Adds what matching policies inject, in place. Returns whether any policy matched.
+    ///
+    /// The result is that of applying each matching policy's injection in turn (name order):
+    /// nothing present is overwritten, so for one key the first policy wins. The injections
+    /// are merged first so that the object's pod templates are walked once.
     pub fn inject(
         &self,
         object: &mut Value,
@@ -226,12 +230,17 @@ impl PolicySet {
         labels: &BTreeMap<String, String>,
     ) -> bool {
         let kind = kind_of(object);
-        let mut targets = None;
-        for policy in self.matching(&kind, namespace, labels) {
-            let targets = targets.get_or_insert_with(|| inject::targets(object));
-            inject::inject(policy, object, targets);
+        let mut matching = self.matching(&kind, namespace, labels).peekable();
+        if matching.peek().is_none() {
+            return false;
         }
-        targets.is_some()
+        let injection = inject::Injection::merge(matching);
+        if injection.is_empty() {
+            return true;
+        }
+        let targets = inject::targets(object);
+        injection.apply(object, &targets);
+        true
     }
 
     /// Every violation of every matching policy.

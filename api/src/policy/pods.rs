@@ -2,9 +2,12 @@
 //! for edits and as the user's path for messages), whose pods it makes, and how many of them
 //! can run at once.
 
-use serde_json::Value;
+use std::cell::OnceCell;
+
+use serde_json::{Map, Value};
 
 use crate::quantity;
+use crate::ray_version::{self, RayVersion};
 
 /// Extended resources that are accelerators. MIG slices are whole devices to the scheduler
 /// (`nvidia.com/mig-1g.10gb`), and a TPU chip is budgeted like a GPU.
@@ -168,8 +171,13 @@ pub(crate) struct ContainerView<'a> {
 pub(crate) struct TemplateView<'a> {
     pub meta: Template,
     pub value: &'a Value,
+    /// The template's `spec`, when it is an object.
+    pub spec: Option<&'a Map<String, Value>>,
     pub resources: PodResources,
     pub containers: Vec<ContainerView<'a>>,
+    /// `the head`, `worker group "gpu"`: built for the first finding, then shared by every
+    /// policy's messages.
+    description: OnceCell<String>,
 }
 
 impl TemplateView<'_> {
@@ -179,6 +187,16 @@ impl TemplateView<'_> {
             self.meta.path, container.list, container.index
         )
     }
+
+    /// Whether the template makes Ray pods (a RayJob's submitter pod is not one).
+    pub(crate) fn is_ray_pod(&self) -> bool {
+        self.meta.role != Role::Submitter
+    }
+
+    /// Ray's container: KubeRay runs Ray in the first container of each Ray pod.
+    pub(crate) fn ray_container(&self) -> Option<&Value> {
+        self.spec?.get("containers")?.get(0)
+    }
 }
 
 /// A Ray object read once for every policy that evaluates it.
@@ -187,14 +205,18 @@ pub(crate) struct ObjectView<'a> {
     pub object: &'a Value,
     pub cluster: Option<(&'a Value, &'static str, &'static str)>,
     pub templates: Vec<TemplateView<'a>>,
+    /// What the Ray pods can use at the largest, summed over the templates.
+    pub cluster_resources: PodResources,
+    /// The cluster's `rayVersion`, parsed once.
+    ray_version: OnceCell<Result<RayVersion, String>>,
 }
 
 impl<'a> ObjectView<'a> {
     pub(crate) fn new(object: &'a Value) -> Self {
-        let templates = templates(object)
+        let templates: Vec<TemplateView<'a>> = templates(object)
             .into_iter()
             .filter_map(|meta| {
-                let value = object.pointer(&meta.pointer)?;
+                let value = at(object, &meta.pointer)?;
                 let containers = container_refs(value)
                     .into_iter()
                     .map(|(list, index, container)| {
@@ -212,16 +234,106 @@ impl<'a> ObjectView<'a> {
                     resources: pod_resources(value),
                     meta,
                     value,
+                    spec: value.get("spec").and_then(Value::as_object),
                     containers,
+                    description: OnceCell::new(),
                 })
             })
             .collect();
+        let cluster_resources = templates
+            .iter()
+            .filter(|t| t.is_ray_pod())
+            .fold(PodResources::default(), |sum, t| {
+                sum.plus(t.resources.times(t.meta.pods))
+            });
         Self {
             object,
             cluster: cluster_spec(object),
             templates,
+            cluster_resources,
+            ray_version: OnceCell::new(),
         }
     }
+
+    /// The templates of Ray pods (not a RayJob's submitter).
+    pub(crate) fn ray_pods(&self) -> impl Iterator<Item = &TemplateView<'a>> + Clone {
+        self.templates.iter().filter(|t| t.is_ray_pod())
+    }
+
+    /// `the head pod` or `worker group "gpu"`, for messages.
+    pub(crate) fn describe<'v>(&self, template: &'v TemplateView<'_>) -> &'v str {
+        template
+            .description
+            .get_or_init(|| describe(self.object, &template.meta))
+    }
+
+    /// The parsed `rayVersion` of the cluster spec `spec`, for the text `text` found there.
+    pub(crate) fn ray_version(&self, text: &str) -> &Result<RayVersion, String> {
+        self.ray_version.get_or_init(|| ray_version::parse(text))
+    }
+}
+
+/// `the head` or `worker group "gpu"`, for messages.
+pub(crate) fn describe(object: &Value, template: &Template) -> String {
+    match (template.role, template.group_index) {
+        (Role::Head, _) => "the head".to_owned(),
+        (Role::Submitter, _) => "the submitter pod".to_owned(),
+        (Role::Worker, Some(index)) => {
+            let name = cluster_spec(object)
+                .and_then(|(spec, _, _)| spec.get("workerGroupSpecs")?.get(index))
+                .map(group_name)
+                .unwrap_or_default();
+            format!("worker group {name:?}")
+        }
+        (Role::Worker, None) => "a worker group".to_owned(),
+    }
+}
+
+pub(crate) fn group_name(group: &Value) -> String {
+    group
+        .get("groupName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `value.pointer(pointer)` for the pointers [`templates`] builds (plain tokens, no `~`
+/// escapes), without allocating an unescaped copy of every token as `serde_json` does.
+pub(crate) fn at<'v>(value: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.contains('~') || !pointer.starts_with('/') {
+        return value.pointer(pointer);
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .try_fold(value, |value, token| match value {
+            Value::Object(map) => map.get(token),
+            Value::Array(list) => array_index(token).and_then(|i| list.get(i)),
+            _ => None,
+        })
+}
+
+/// [`at`], mutably.
+pub(crate) fn at_mut<'v>(value: &'v mut Value, pointer: &str) -> Option<&'v mut Value> {
+    if pointer.contains('~') || !pointer.starts_with('/') {
+        return value.pointer_mut(pointer);
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .try_fold(value, |value, token| match value {
+            Value::Object(map) => map.get_mut(token),
+            Value::Array(list) => array_index(token).and_then(|i| list.get_mut(i)),
+            _ => None,
+        })
+}
+
+/// An array index as a JSON pointer writes it: decimal, no sign, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// The fully qualified name: `rayproject/ray:2.46.0` is `docker.io/rayproject/ray:2.46.0`.

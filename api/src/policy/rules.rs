@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::Violation;
 use super::compile::CompiledPolicy;
 use super::pods::{
-    self, ObjectView, PodResources, Role, Template, container_accelerators, containers, format_cpu,
-    format_memory,
+    ObjectView, PodResources, Role, Template, TemplateView, container_accelerators, containers,
+    format_cpu, format_memory, group_name,
 };
 use super::types::Action;
 use crate::ray_version;
@@ -19,6 +19,9 @@ const DEFAULT_ACCELERATOR_KEYS: [&str; 4] = [
     "nvidia.com/gpu.product",
     "karpenter.k8s.aws/instance-gpu-name",
 ];
+
+/// The resources `requiredLimits` asks for when it lists none.
+const DEFAULT_REQUIRED_LIMITS: [&str; 2] = ["cpu", "memory"];
 
 struct Findings<'a> {
     policy: &'a CompiledPolicy,
@@ -43,23 +46,21 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
     let object = view.object;
     let cluster = view.cluster;
     let rules = &policy.spec.rules;
-    let ray_pods: Vec<(&Template, &Value, PodResources)> = view
-        .templates
-        .iter()
-        .filter(|t| t.meta.role != Role::Submitter)
-        .map(|t| (&t.meta, t.value, t.resources))
-        .collect();
+    // Everything read from the object is in `view`, read once for every policy; this function
+    // runs once per matching policy, so it allocates only for findings.
+    let ray_pods = view.ray_pods();
 
     if let Some(rule) = &rules.max_gpus_per_pod {
-        for (template, value, resources) in &ray_pods {
+        for template in ray_pods.clone() {
+            let resources = &template.resources;
             if resources.accelerators > rule.limit as u64 {
                 findings.push(
                     "maxGpusPerPod",
                     rule.action,
-                    accelerator_container_path(template, value),
+                    accelerator_container_path(&template.meta, template.value),
                     format!(
                         "a pod of {} asks for {} GPUs, above the limit of {} per pod",
-                        describe(object, template),
+                        view.describe(template),
                         resources.accelerators,
                         rule.limit
                     ),
@@ -68,18 +69,19 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
         }
     }
     if let Some(rule) = &rules.max_gpus_per_group {
-        for (template, _, resources) in &ray_pods {
-            let total = resources.accelerators.saturating_mul(template.pods);
+        for template in ray_pods.clone() {
+            let resources = &template.resources;
+            let total = resources.accelerators.saturating_mul(template.meta.pods);
             if total > rule.limit as u64 {
                 findings.push(
                     "maxGpusPerGroup",
                     rule.action,
-                    group_path(template),
+                    group_path(&template.meta),
                     format!(
                         "{} can use up to {total} GPUs ({} per pod × {}), above the limit of {} per group",
-                        describe(object, template),
+                        view.describe(template),
                         resources.accelerators,
-                        template.pods_basis,
+                        template.meta.pods_basis,
                         rule.limit
                     ),
                 );
@@ -87,11 +89,7 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
         }
     }
     if let Some((_, _, cluster_path)) = cluster {
-        let total = ray_pods
-            .iter()
-            .fold(PodResources::default(), |sum, (t, _, r)| {
-                sum.plus(r.times(t.pods))
-            });
+        let total = view.cluster_resources;
         if let Some(rule) = &rules.max_gpus_per_cluster
             && total.accelerators > rule.limit as u64
         {
@@ -102,7 +100,7 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
                 format!(
                     "the cluster can use up to {} GPUs ({}), above the limit of {}",
                     total.accelerators,
-                    breakdown(object, &ray_pods, |r| (r.accelerators > 0)
+                    breakdown(view, |r| (r.accelerators > 0)
                         .then(|| r.accelerators.to_string())),
                     rule.limit
                 ),
@@ -118,8 +116,7 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
                 format!(
                     "the cluster can use up to {} CPUs ({}), above the limit of {}",
                     format_cpu(total.cpu_nanos),
-                    breakdown(object, &ray_pods, |r| (r.cpu_nanos > 0)
-                        .then(|| format_cpu(r.cpu_nanos))),
+                    breakdown(view, |r| (r.cpu_nanos > 0).then(|| format_cpu(r.cpu_nanos))),
                     rule.limit.0
                 ),
             );
@@ -134,7 +131,7 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
                 format!(
                     "the cluster can use up to {} of memory ({}), above the limit of {}",
                     format_memory(total.memory_nanos),
-                    breakdown(object, &ray_pods, |r| (r.memory_nanos > 0)
+                    breakdown(view, |r| (r.memory_nanos > 0)
                         .then(|| format_memory(r.memory_nanos))),
                     rule.limit.0
                 ),
@@ -206,34 +203,31 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
             );
         }
         if let (Some(rule), Some(range)) = (&rules.allowed_ray_versions, &policy.ray_versions) {
-            check_ray_version(&mut findings, rule, range, spec, cluster_path);
+            check_ray_version(&mut findings, view, rule, range, spec, cluster_path);
         }
     }
     if let Some(rule) = &rules.allowed_accelerator_types {
-        let keys: Vec<&str> = if rule.node_selector_keys.is_empty() {
-            DEFAULT_ACCELERATOR_KEYS.to_vec()
-        } else {
-            rule.node_selector_keys.iter().map(String::as_str).collect()
-        };
-        for (template, value, _) in &ray_pods {
-            let Some(selector) = value
-                .pointer("/spec/nodeSelector")
+        let keys = Names::or_default(&rule.node_selector_keys, &DEFAULT_ACCELERATOR_KEYS);
+        for template in ray_pods.clone() {
+            let Some(selector) = template
+                .spec
+                .and_then(|spec| spec.get("nodeSelector"))
                 .and_then(Value::as_object)
             else {
                 continue;
             };
-            for key in &keys {
-                let Some(accelerator) = selector.get(*key).and_then(Value::as_str) else {
+            for key in keys.clone() {
+                let Some(accelerator) = selector.get(key).and_then(Value::as_str) else {
                     continue;
                 };
                 if !rule.values.iter().any(|allowed| allowed == accelerator) {
                     findings.push(
                         "allowedAcceleratorTypes",
                         rule.action,
-                        format!("{}.spec.nodeSelector[{key}]", template.path),
+                        format!("{}.spec.nodeSelector[{key}]", template.meta.path),
                         format!(
                             "accelerator type {accelerator:?} of {} is not allowed; allowed: {}",
-                            describe(object, template),
+                            view.describe(template),
                             rule.values.join(", ")
                         ),
                     );
@@ -271,31 +265,28 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
         }
     }
     if let Some(rule) = &rules.required_limits {
-        let required: Vec<&str> = if rule.resources.is_empty() {
-            vec!["cpu", "memory"]
-        } else {
-            rule.resources.iter().map(String::as_str).collect()
-        };
-        for (template, value, _) in &ray_pods {
+        let required = Names::or_default(&rule.resources, &DEFAULT_REQUIRED_LIMITS);
+        let required = || required.clone();
+        for template in ray_pods.clone() {
             // KubeRay's Ray container is the first one of each Ray pod.
-            let Some(container) = value.pointer("/spec/containers/0") else {
+            let Some(container) = template.ray_container() else {
                 continue;
             };
-            let limits = container.pointer("/resources/limits");
-            let missing: Vec<&str> = required
-                .iter()
-                .copied()
-                .filter(|r| limits.and_then(|l| l.get(*r)).is_none_or(Value::is_null))
-                .collect();
-            if !missing.is_empty() {
+            let limits = container
+                .get("resources")
+                .and_then(|resources| resources.get("limits"));
+            let is_missing = |r: &&str| limits.and_then(|l| l.get(*r)).is_none_or(Value::is_null);
+            if required().any(|r| is_missing(&r)) {
+                let missing: Vec<&str> = required().filter(is_missing).collect();
+                let required: Vec<&str> = required().collect();
                 let name = container.get("name").and_then(Value::as_str).unwrap_or("");
                 findings.push(
                     "requiredLimits",
                     rule.action,
-                    format!("{}.spec.containers[0].resources.limits", template.path),
+                    format!("{}.spec.containers[0].resources.limits", template.meta.path),
                     format!(
                         "Ray container {name:?} of {} sets no {} limit; limits required: {}",
-                        describe(object, template),
+                        view.describe(template),
                         missing.join(" or "),
                         required.join(", ")
                     ),
@@ -305,8 +296,8 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
     }
     if let Some(rule) = &rules.forbidden_pod_settings {
         for view_template in &view.templates {
-            let (template, value) = (&view_template.meta, view_template.value);
-            let spec = value.get("spec");
+            let template = &view_template.meta;
+            let spec = view_template.spec;
             let spec_path = || format!("{}.spec", template.path);
             let flag = |key: &str| spec.and_then(|s| s.get(key)) == Some(&Value::Bool(true));
             for (forbidden, key) in [
@@ -319,7 +310,10 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
                         "forbiddenPodSettings",
                         rule.action,
                         format!("{}.{key}", spec_path()),
-                        format!("{key}: true is forbidden ({})", describe(object, template)),
+                        format!(
+                            "{key}: true is forbidden ({})",
+                            view.describe(view_template)
+                        ),
                     );
                 }
             }
@@ -342,8 +336,9 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
             for container_view in &view_template.containers {
                 let container = container_view.value;
                 let path = || view_template.container_path(container_view);
+                let security = container.get("securityContext");
                 if rule.privileged
-                    && container.pointer("/securityContext/privileged") == Some(&Value::Bool(true))
+                    && security.and_then(|s| s.get("privileged")) == Some(&Value::Bool(true))
                 {
                     findings.push(
                         "forbiddenPodSettings",
@@ -353,8 +348,9 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
                     );
                 }
                 if rule.added_capabilities {
-                    let added = container
-                        .pointer("/securityContext/capabilities/add")
+                    let added = security
+                        .and_then(|s| s.get("capabilities"))
+                        .and_then(|c| c.get("add"))
                         .and_then(Value::as_array);
                     for (index, capability) in added.into_iter().flatten().enumerate() {
                         let capability = capability.as_str().unwrap_or_default();
@@ -378,7 +374,8 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
     }
     if let Some(rule) = &rules.required_labels {
         let labels = object
-            .pointer("/metadata/labels")
+            .get("metadata")
+            .and_then(|m| m.get("labels"))
             .and_then(Value::as_object);
         let missing: Vec<&str> = rule
             .keys
@@ -404,33 +401,37 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
 
 fn check_ray_version(
     findings: &mut Findings<'_>,
+    view: &ObjectView<'_>,
     rule: &super::types::RayVersionsRule,
     range: &super::version_range::VersionRange,
     spec: &Value,
     cluster_path: &str,
 ) {
     if let Some(text) = spec.get("rayVersion").and_then(Value::as_str) {
-        let path = format!("{cluster_path}.rayVersion");
-        match ray_version::parse(text) {
-            Ok(version) if range.contains(&version) => {}
+        let path = || format!("{cluster_path}.rayVersion");
+        match view.ray_version(text) {
+            Ok(version) if range.contains(version) => {}
             Ok(_) => findings.push(
                 "allowedRayVersions",
                 rule.action,
-                path,
+                path(),
                 format!("Ray {text} is outside the allowed range {}", rule.range),
             ),
             Err(error) => findings.push(
                 "allowedRayVersions",
                 rule.action,
-                path,
+                path(),
                 format!("{error}; allowed range {}", rule.range),
             ),
         }
         return;
     }
     let image_path = format!("{cluster_path}.headGroupSpec.template.spec.containers[0].image");
-    let image = spec
-        .pointer("/headGroupSpec/template/spec/containers/0/image")
+    let image = ["headGroupSpec", "template", "spec", "containers"]
+        .into_iter()
+        .try_fold(spec, |value, key| value.get(key))
+        .and_then(|containers| containers.get(0))
+        .and_then(|container| container.get("image"))
         .and_then(Value::as_str);
     match image.map(|i| (i, ray_version::from_image(i))) {
         Some((_, Some(version))) if range.contains(&version) => {}
@@ -456,28 +457,33 @@ fn check_ray_version(
     }
 }
 
-/// `the head pod` or `worker group "gpu"`, for messages.
-fn describe(object: &Value, template: &Template) -> String {
-    match (template.role, template.group_index) {
-        (Role::Head, _) => "the head".to_owned(),
-        (Role::Submitter, _) => "the submitter pod".to_owned(),
-        (Role::Worker, Some(index)) => {
-            let name = pods::cluster_spec(object)
-                .and_then(|(spec, _, _)| spec.pointer(&format!("/workerGroupSpecs/{index}")))
-                .map(group_name)
-                .unwrap_or_default();
-            format!("worker group {name:?}")
+/// The names a rule lists, or its default ones when it lists none; iterated without collecting
+/// them for every policy.
+#[derive(Clone)]
+enum Names<'a> {
+    Default(std::slice::Iter<'a, &'static str>),
+    Listed(std::slice::Iter<'a, String>),
+}
+
+impl<'a> Names<'a> {
+    fn or_default(listed: &'a [String], default: &'a [&'static str]) -> Self {
+        if listed.is_empty() {
+            Self::Default(default.iter())
+        } else {
+            Self::Listed(listed.iter())
         }
-        (Role::Worker, None) => "a worker group".to_owned(),
     }
 }
 
-fn group_name(group: &Value) -> String {
-    group
-        .get("groupName")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Self::Default(keys) => keys.next().copied(),
+            Self::Listed(keys) => keys.next().map(String::as_str),
+        }
+    }
 }
 
 /// The group of a template (`spec.workerGroupSpecs[1]`, `spec.headGroupSpec`).
@@ -499,22 +505,18 @@ fn accelerator_container_path(template: &Template, value: &Value) -> String {
 }
 
 /// `head 2, worker group "gpu" 8 × replicas 4` for the templates that contribute.
-fn breakdown(
-    object: &Value,
-    pods: &[(&Template, &Value, PodResources)],
-    amount: impl Fn(&PodResources) -> Option<String>,
-) -> String {
-    let parts: Vec<String> = pods
-        .iter()
-        .filter(|(t, _, _)| t.pods > 0)
-        .filter_map(|(template, _, resources)| {
-            let per_pod = amount(resources)?;
-            Some(match template.role {
+fn breakdown(view: &ObjectView<'_>, amount: impl Fn(&PodResources) -> Option<String>) -> String {
+    let parts: Vec<String> = view
+        .ray_pods()
+        .filter(|t| t.meta.pods > 0)
+        .filter_map(|template: &TemplateView<'_>| {
+            let per_pod = amount(&template.resources)?;
+            Some(match template.meta.role {
                 Role::Head => format!("head {per_pod}"),
                 _ => format!(
                     "{} {per_pod} × {}",
-                    describe(object, template),
-                    template.pods_basis
+                    view.describe(template),
+                    template.meta.pods_basis
                 ),
             })
         })
@@ -532,7 +534,12 @@ pub(crate) fn registry_of(image: &str) -> &str {
 
 #[cfg(test)]
 fn image_allowed(image: &str, registries: &[String], patterns: &[String]) -> bool {
-    qualified_image_allowed(image, &pods::qualified_image(image), registries, patterns)
+    qualified_image_allowed(
+        image,
+        &super::pods::qualified_image(image),
+        registries,
+        patterns,
+    )
 }
 
 fn qualified_image_allowed(
