@@ -150,7 +150,23 @@ fn crd_prints_the_ray_crds_and_raypolicy() {
             "rayclusters.ray.io",
             "rayjobs.ray.io",
             "rayservices.ray.io",
+            "raycronjobs.ray.io",
             "raypolicies.raygate.io"
         ]
+    );
+}
+
+#[test]
+fn a_raycronjob_with_a_bad_schedule_is_denied_naming_the_field() {
+    let yaml = "apiVersion: ray.io/v1\nkind: RayCronJob\nmetadata: {name: nightly}\nspec:\n  \
+                schedule: '0 25 * * *'\n  jobTemplate:\n    entrypoint: python train.py\n    \
+                clusterSelector: {ray.io/cluster: shared}\n";
+    let output = raygate(&["check", "-"], Some(yaml));
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(text.contains("RayCronJob/nightly denied:"), "{text}");
+    assert!(
+        text.contains("  spec.schedule: invalid cron schedule \"0 25 * * *\": hour field \"25\": 25 is out of range [0, 23]"),
+        "{text}"
     );
 }

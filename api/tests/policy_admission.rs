@@ -443,3 +443,57 @@ fn loading_is_all_or_nothing() {
         "{text}"
     );
 }
+
+/// A RayCronJob is held to the RayJob policies at its own apply (its runs would be refused one
+/// after another otherwise), with paths into its template, and gets their injections there.
+#[test]
+fn a_raycronjob_template_is_held_to_rayjob_policies() {
+    let spec = cluster()["spec"].clone();
+    let cron_job = json!({
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCronJob",
+        "metadata": {"name": "nightly", "namespace": "team-a"},
+        "spec": {
+            "schedule": "@daily",
+            "jobTemplate": {"entrypoint": "python train.py", "rayClusterSpec": spec},
+        },
+    });
+    let policies = set(&[
+        (
+            "jobs-gpu-quota",
+            json!({
+                "match": {"kinds": ["RayJob"]},
+                "action": "Deny",
+                "rules": {"maxGpusPerCluster": {"limit": 2}},
+            }),
+        ),
+        (
+            "jobs-label",
+            json!({
+                "match": {"kinds": ["RayJob"]},
+                "inject": {"labels": {"cost-center": "ml"}},
+            }),
+        ),
+        (
+            "clusters-only",
+            json!({
+                "match": {"kinds": ["RayCluster"]},
+                "action": "Deny",
+                "rules": {"maxGpusPerCluster": {"limit": 0}},
+            }),
+        ),
+    ]);
+    let verdict = admit_in(&policies, &cron_job, &no_labels());
+    assert_eq!(verdict.errors.len(), 1, "{:#?}", verdict.errors);
+    assert_eq!(verdict.errors[0].path, "spec.jobTemplate.rayClusterSpec");
+    assert!(
+        verdict.errors[0]
+            .message
+            .starts_with("RayPolicy jobs-gpu-quota (maxGpusPerCluster)"),
+        "{}",
+        verdict.errors[0].message
+    );
+    let head_labels = &verdict.normalized["spec"]["jobTemplate"]["rayClusterSpec"]["headGroupSpec"]
+        ["template"]["metadata"]["labels"];
+    assert_eq!(head_labels["cost-center"], "ml", "{head_labels}");
+}

@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PartialObjectMeta};
 use raygate_api::policy::{CompiledPolicy, PolicySet, RayPolicy, compile};
-use raygate_api::{RayCluster, RayJob, RayService};
+use raygate_api::{RayCluster, RayCronJob, RayJob, RayService};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -91,6 +91,7 @@ impl AuditArgs {
             ApiResource::erase::<RayCluster>(&()),
             ApiResource::erase::<RayJob>(&()),
             ApiResource::erase::<RayService>(&()),
+            ApiResource::erase::<RayCronJob>(&()),
         ];
         for resource in &kinds {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);

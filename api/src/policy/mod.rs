@@ -208,6 +208,8 @@ impl PolicySet {
         namespace: &'a str,
         labels: &'a BTreeMap<String, String>,
     ) -> impl Iterator<Item = &'a CompiledPolicy> + 'a {
+        // A RayCronJob is held to the policies of the RayJobs it creates.
+        let kind = if kind == "RayCronJob" { "RayJob" } else { kind };
         self.policies.iter().filter(move |policy| {
             let m = &policy.spec.match_;
             (m.kinds.is_empty() || m.kinds.iter().any(|k| k.as_str() == kind))

@@ -46,6 +46,12 @@ pub(crate) fn cluster_spec_location(object: &Value) -> Option<(&'static str, &'s
         "RayCluster" => Some(("/spec", "spec")),
         "RayJob" => Some(("/spec/rayClusterSpec", "spec.rayClusterSpec")),
         "RayService" => Some(("/spec/rayClusterConfig", "spec.rayClusterConfig")),
+        // The RayJobs a RayCronJob creates are its template: refused at the cron job's apply,
+        // not one scheduled run after another.
+        "RayCronJob" => Some((
+            "/spec/jobTemplate/rayClusterSpec",
+            "spec.jobTemplate.rayClusterSpec",
+        )),
         _ => None,
     }
 }
@@ -88,12 +94,20 @@ pub(crate) fn templates(object: &Value) -> Vec<Template> {
             });
         }
     }
-    if object.get("kind").and_then(Value::as_str) == Some("RayJob")
-        && object.pointer("/spec/submitterPodTemplate").is_some()
+    let submitter = match object.get("kind").and_then(Value::as_str) {
+        Some("RayJob") => Some(("/spec/submitterPodTemplate", "spec.submitterPodTemplate")),
+        Some("RayCronJob") => Some((
+            "/spec/jobTemplate/submitterPodTemplate",
+            "spec.jobTemplate.submitterPodTemplate",
+        )),
+        _ => None,
+    };
+    if let Some((pointer, path)) = submitter
+        && object.pointer(pointer).is_some()
     {
         out.push(Template {
-            pointer: "/spec/submitterPodTemplate".to_owned(),
-            path: "spec.submitterPodTemplate".to_owned(),
+            pointer: pointer.to_owned(),
+            path: path.to_owned(),
             role: Role::Submitter,
             group_index: None,
             pods: 1,

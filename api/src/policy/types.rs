@@ -122,7 +122,8 @@ pub struct PolicyMatch {
     /// Namespaces by name. Empty: any namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
-    /// Ray kinds (RayCluster, RayJob, RayService). Empty: all three.
+    /// Ray kinds (RayCluster, RayJob, RayService; RayJob covers the templates of
+    /// RayCronJobs too). Empty: all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kinds: Vec<RayKind>,
 }
