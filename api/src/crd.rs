@@ -101,9 +101,9 @@ pub fn ray_crds() -> Vec<CustomResourceDefinition> {
         RayService::crd(),
         RayCronJob::crd(),
     ]
-        .into_iter()
-        .map(|crd| compact(crd, &upstream))
-        .collect()
+    .into_iter()
+    .map(|crd| compact(crd, &upstream))
+    .collect()
 }
 
 /// The CRD for RayPolicy (`raygate.io/v1alpha1`, cluster-scoped).
