@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
 use raygate_api::labels::RAY_CLUSTER;
@@ -116,26 +115,6 @@ pub fn generated_secret(cluster: &RayCluster) -> Option<Secret> {
         string_data: Some(BTreeMap::from([(TOKEN_KEY.to_string(), token)])),
         ..Secret::default()
     })
-}
-
-/// Creates the cluster's token Secret unless the user named one or it exists (create-only,
-/// like KubeRay: a token is never rotated under running Ray processes).
-pub async fn ensure_secret(client: &Client, cluster: &RayCluster) -> Result<(), Error> {
-    let Some(secret) = generated_secret(cluster) else {
-        return Ok(());
-    };
-    let namespace = cluster.namespace().unwrap_or_default();
-    let name = secret.name_any();
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(source) => Err(Error::CreateChild {
-            kind: "Secret",
-            name,
-            source,
-        }),
-    }
 }
 
 /// The token raygate's dashboard requests to this cluster must carry; `None` without token

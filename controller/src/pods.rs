@@ -176,7 +176,7 @@ fn env(name: &str, value: &str) -> EnvVar {
 }
 
 /// Appends `extra` entries whose names the list does not have yet: the user's value wins.
-fn add_missing_env(list: &mut Option<Vec<EnvVar>>, extra: &[EnvVar]) {
+pub(crate) fn add_missing_env(list: &mut Option<Vec<EnvVar>>, extra: &[EnvVar]) {
     let list = list.get_or_insert_with(Vec::new);
     for var in extra {
         if !list.iter().any(|existing| existing.name == var.name) {

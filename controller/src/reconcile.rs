@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::stream::{self, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -166,8 +166,6 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     if autoscaler::enabled(cluster) {
         ensure_autoscaler_rbac(ctx, cluster, &namespace).await?;
     }
-    // Before any pod: the pods read their Ray auth token from it.
-    crate::auth::ensure_secret(&ctx.client, cluster).await?;
     let head_service = ensure_head_service(ctx, cluster, &namespace, &services_api).await?;
     if services::needs_headless_service(cluster) {
         let headless = services::headless_worker_service(cluster);
@@ -178,6 +176,14 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     let owned = list_owned_pods(&pods_api, cluster).await?;
     let hash = pod_template_hash(&cluster.spec);
     let plan = plan(ctx, cluster, &owned, &hash);
+    // Before pods are created: they read their Ray auth token from it (create-only, so a
+    // pass that creates no pod costs no request).
+    if (plan.create_head || !plan.create_workers.is_empty())
+        && let Some(secret) = crate::auth::generated_secret(cluster)
+    {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        create_child(ctx, cluster, &secrets, secret, "Secret").await?;
+    }
     let acted = !plan.is_empty();
     let (failure, owned) = if acted {
         let done = execute(ctx, cluster, &pods_api, &hash, plan).await;

@@ -511,12 +511,7 @@ async fn ensure_submitter(
         .flat_map(|spec| spec.template.spec.iter_mut())
         .flat_map(|pod| pod.containers.iter_mut())
     {
-        let env = container.env.get_or_insert_with(Vec::new);
-        for var in &auth_env {
-            if !env.iter().any(|e| e.name == var.name) {
-                env.push(var.clone());
-            }
-        }
+        crate::pods::add_missing_env(&mut container.env, &auth_env);
     }
     match jobs.create(&PostParams::default(), &desired).await {
         Ok(_) => {

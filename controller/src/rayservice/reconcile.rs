@@ -747,11 +747,7 @@ fn condition<'a>(status: &'a RayServiceStatuses, type_: &str) -> Option<&'a Cond
 }
 
 fn condition_true(status: &RayServiceStatuses, type_: &str) -> bool {
-    status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == type_ && c.status == "True")
+    condition(status, type_).is_some_and(|c| c.status == "True")
 }
 
 fn cluster_status(cluster: &RayCluster, report: Option<&ServeReport>) -> RayServiceStatus {
