@@ -21,4 +21,4 @@ export RAYGATE_RAY_BIN="$PWD/target/ray-venv/bin/ray"
 # The end-to-end tests run `raygate webhook` as its own process.
 cargo build --bin raygate
 export RAYGATE_BIN="$PWD/target/debug/raygate"
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
