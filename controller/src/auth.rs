@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector};
+use k8s_openapi::api::core::v1::{
+    EnvVar, EnvVarSource, PodSpec, ProjectedVolumeSource, Secret, SecretKeySelector,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
@@ -75,6 +78,66 @@ pub fn env(cluster: &RayCluster) -> Vec<EnvVar> {
         });
     }
     env
+}
+
+/// The projected service-account token volume Ray reads with `enableK8sTokenAuth`.
+pub const TOKEN_VOLUME: &str = "ray-token";
+/// Where Ray expects that token (`<path>/token`).
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/ray.io/serviceaccount";
+
+/// With Kubernetes token auth, Ray processes present the pod's service-account token: the pod
+/// gets it as a projected volume, mounted read-only in every container that authenticates
+/// (the same containers that get [`env`]). A volume or mount the user already named so is kept.
+pub fn add_k8s_token_volume(cluster: &RayCluster, spec: &mut PodSpec) {
+    if !token_mode(cluster) || !k8s_token_auth(cluster) {
+        return;
+    }
+    // The API server refuses a service-account token projection on a pod that names no
+    // service account. Clusters whose ServiceAccount admission plugin runs fill in `default`
+    // anyway; naming it here gives the same pod everywhere.
+    if spec
+        .service_account_name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        spec.service_account_name = Some("default".to_string());
+    }
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    if !volumes.iter().any(|v| v.name == TOKEN_VOLUME) {
+        volumes.push(Volume {
+            name: TOKEN_VOLUME.to_string(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".to_string(),
+                        ..ServiceAccountTokenProjection::default()
+                    }),
+                    ..VolumeProjection::default()
+                }]),
+                ..ProjectedVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    for container in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+        if !mounts
+            .iter()
+            .any(|m| m.name == TOKEN_VOLUME || m.mount_path == TOKEN_MOUNT_PATH)
+        {
+            mounts.push(VolumeMount {
+                name: TOKEN_VOLUME.to_string(),
+                mount_path: TOKEN_MOUNT_PATH.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
+    }
 }
 
 fn value(name: &str, value: &str) -> EnvVar {

@@ -325,6 +325,7 @@ fn build_pod(
         {
             add_missing_env(&mut container.env, &auth_env);
         }
+        crate::auth::add_k8s_token_volume(ctx.cluster, &mut spec);
     }
 
     Pod {
@@ -550,6 +551,83 @@ spec:
                 assert_eq!(secret, Some(("demo", "auth_token")), "{}", container.name);
                 assert!(
                     env.iter().any(|e| e.name == "RAY_AUTH_MODE"),
+                    "{}",
+                    container.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn with_kubernetes_token_auth_every_container_mounts_the_projected_token() {
+        let mut cluster = sample();
+        cluster.spec.ray_version = Some("2.55.0".into());
+        cluster.spec.enable_in_tree_autoscaling = Some(true);
+        cluster.spec.auth_options = Some(
+            serde_json::from_value(
+                serde_json::json!({"mode": "token", "enableK8sTokenAuth": true}),
+            )
+            .expect("auth options"),
+        );
+        let head = head_pod(&ctx(&cluster));
+        let group = cluster.spec.worker_group_specs.as_ref().expect("groups")[0].clone();
+        let slot = WorkerSlot {
+            replica_index: 0,
+            replica_name: None,
+            host_index: None,
+        };
+        let worker = worker_pod(&ctx(&cluster), &group, &slot);
+        for pod in [&head, &worker] {
+            let spec = pod.spec.as_ref().expect("spec");
+            let volumes: Vec<_> = spec
+                .volumes
+                .iter()
+                .flatten()
+                .filter(|v| v.name == "ray-token")
+                .collect();
+            assert_eq!(volumes.len(), 1, "{:?}", spec.volumes);
+            let token = volumes[0]
+                .projected
+                .as_ref()
+                .and_then(|p| p.sources.as_ref())
+                .and_then(|s| s.first())
+                .and_then(|s| s.service_account_token.as_ref());
+            assert_eq!(token.map(|t| t.path.as_str()), Some("token"));
+            // A projected token needs a named service account (the autoscaling head has its
+            // own; workers get the namespace's default).
+            assert!(
+                spec.service_account_name
+                    .as_deref()
+                    .is_some_and(|name| !name.is_empty()),
+                "{:?}",
+                spec.service_account_name
+            );
+            let containers: Vec<_> = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .collect();
+            assert!(containers.len() >= 2, "{containers:?}");
+            for container in containers {
+                let env = container.env.as_deref().unwrap_or_default();
+                assert!(
+                    env.iter().any(|e| e.name == "RAY_ENABLE_K8S_TOKEN_AUTH"),
+                    "{}",
+                    container.name
+                );
+                assert!(
+                    !env.iter().any(|e| e.name == "RAY_AUTH_TOKEN"),
+                    "{}",
+                    container.name
+                );
+                let mount = container
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .find(|m| m.name == "ray-token");
+                assert_eq!(
+                    mount.map(|m| (m.mount_path.as_str(), m.read_only)),
+                    Some(("/var/run/secrets/ray.io/serviceaccount", Some(true))),
                     "{}",
                     container.name
                 );

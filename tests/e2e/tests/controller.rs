@@ -839,6 +839,80 @@ async fn with_in_tree_autoscaling_the_head_runs_the_autoscaler_which_alone_picks
     assert_eq!(left[0].name_any(), workers[1].name_any());
 }
 
+/// KubeRay's token-auth sample switched to Kubernetes token auth (Ray 2.55): no token Secret is
+/// created; every container of the pods the API server accepted mounts the projected
+/// service-account token where Ray reads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_token_auth_mounts_the_service_account_token_in_every_container() {
+    let env = start(true).await;
+    let sample = sample_text("ray-cluster.auth.yaml")
+        .expect("KubeRay's auth sample")
+        .replace("name: ray-cluster-with-auth", "name: k8s-token-auth")
+        .replace("mode: token", "mode: token\n    enableK8sTokenAuth: true")
+        .replace("rayVersion: \"2.53.0\"", "rayVersion: \"2.55.0\"");
+    assert!(sample.contains("enableK8sTokenAuth: true") && sample.contains("2.55.0"));
+    let name = "k8s-token-auth";
+    env.apply(&sample);
+    let pods = wait_until("the cluster's pods", TIMEOUT, || async {
+        let list = env
+            .pods_api()
+            .list(&ListParams::default().labels(&format!("ray.io/cluster={name}")))
+            .await
+            .ok()?;
+        (list.items.len() >= 2).then_some(list.items)
+    })
+    .await;
+    for pod in &pods {
+        let spec = pod.spec.as_ref().expect("spec");
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "ray-token")
+            .and_then(|v| v.projected.as_ref())
+            .and_then(|p| p.sources.as_ref())
+            .and_then(|s| s.first())
+            .and_then(|s| s.service_account_token.as_ref());
+        assert_eq!(
+            volume.map(|t| t.path.as_str()),
+            Some("token"),
+            "{:?}",
+            spec.volumes
+        );
+        for container in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            let env = container.env.as_deref().unwrap_or_default();
+            let k8s = env.iter().find(|e| e.name == "RAY_ENABLE_K8S_TOKEN_AUTH");
+            assert_eq!(
+                k8s.and_then(|e| e.value.as_deref()),
+                Some("true"),
+                "{}",
+                container.name
+            );
+            let mount = container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "ray-token")
+                .map(|m| m.mount_path.as_str());
+            assert_eq!(
+                mount,
+                Some("/var/run/secrets/ray.io/serviceaccount"),
+                "{}",
+                container.name
+            );
+        }
+    }
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), NS);
+    assert!(
+        secrets.get_opt(name).await.expect("read Secrets").is_none(),
+        "Kubernetes token auth needs no token Secret"
+    );
+}
+
 /// KubeRay's token-auth sample: the cluster's token Secret is created (32 random bytes, owned
 /// by the cluster) and every container of its pods reads the token from it.
 #[tokio::test(flavor = "multi_thread")]
