@@ -62,6 +62,12 @@ impl RayHead {
     /// Fails (never skips) when `RAYGATE_RAY_BIN` is unset or wrong, or when Ray does not come
     /// up within [`READY_TIMEOUT`]; the error carries the end of Ray's logs.
     pub fn start() -> Result<Self> {
+        Self::start_with_env(&[])
+    }
+
+    /// [`RayHead::start`] with extra environment for every Ray process of the head, e.g.
+    /// `RAY_AUTH_MODE=token` and `RAY_AUTH_TOKEN`, as raygate's pods get them.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Result<Self> {
         let ray = ray_binary()?;
         sweep_leaked_heads();
         let dir = tempfile::Builder::new()
@@ -93,7 +99,8 @@ impl RayHead {
             .env("RAY_USAGE_STATS_ENABLED", "0")
             .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             .env("RAYGATE_RAY_LOOPBACK_ONLY", "1")
-            .env(HEAD_DIR_MARKER, &root);
+            .env(HEAD_DIR_MARKER, &root)
+            .envs(env.iter().copied());
         // SAFETY: runs in the forked child before exec; setsid is async-signal-safe.
         unsafe {
             command.pre_exec(|| {

@@ -138,6 +138,40 @@ async fn a_job_that_exits_0_succeeds() {
     );
 }
 
+/// Ray's token authentication as raygate sets it up in a cluster's pods (`RAY_AUTH_MODE=token`,
+/// `RAY_AUTH_TOKEN` in every Ray process): the dashboard refuses raygate's client without the
+/// token, and runs a job submitted with it. A head of its own, stopped at the end.
+#[tokio::test]
+async fn a_token_authenticated_head_serves_only_requests_carrying_the_token() {
+    let token = "raygate-e2e-0123456789abcdef0123456789abcdef";
+    let head = RayHead::start_with_env(&[("RAY_AUTH_MODE", "token"), ("RAY_AUTH_TOKEN", token)])
+        .expect("a Ray head with token authentication starts");
+    let id = submission_id("token-auth");
+    let job = python_job(&head, &id, r#"print("hello with a token")"#);
+
+    let anonymous = client(&head).submit_job(&job).await;
+    match anonymous {
+        Err(raygate_controller::dashboard::DashboardError::Status { status, .. }) => {
+            assert!(
+                status.as_u16() == 401 || status.as_u16() == 403,
+                "without the token Ray answered {status}"
+            );
+        }
+        other => panic!("a submission without the token must be refused, got {other:?}"),
+    }
+
+    let wrong = client(&head)
+        .with_auth_token("not-the-token".to_string())
+        .job_info(&id)
+        .await;
+    assert!(wrong.is_err(), "a wrong token must be refused: {wrong:?}");
+
+    let authenticated = client(&head).with_auth_token(token.to_string());
+    submit(&authenticated, &job).await;
+    let info = wait_for_job(&authenticated, &id, "an end", |i| i.status.is_terminal()).await;
+    assert_eq!(info.status, JobStatus::Succeeded, "{info:#?}");
+}
+
 #[tokio::test]
 async fn a_job_that_exits_1_fails() {
     let head = head();
