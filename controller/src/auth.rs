@@ -4,7 +4,9 @@
 //! bytes); with `enableK8sTokenAuth` Ray checks Kubernetes service-account tokens instead.
 //! raygate's own dashboard requests (RayJob, RayService) carry the token too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::{
@@ -180,38 +182,81 @@ pub fn generated_secret(cluster: &RayCluster) -> Option<Secret> {
     })
 }
 
+/// How long a token read from its Secret is reused. RayJobs and RayServices call the
+/// dashboard every few seconds; a Secret the user rotates is read again within this time.
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// Tokens read from clusters' Secrets, by namespace, Secret and cluster UID (a cluster
+/// recreated under the same name gets a new Secret, so it never sees its predecessor's token).
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<TokenKey, (String, Instant)>>,
+}
+
+type TokenKey = (String, String, String);
+
+impl TokenCache {
+    fn get(&self, key: &TokenKey, now: Instant) -> Option<String> {
+        let entries = self.entries.lock().ok()?;
+        let (token, read_at) = entries.get(key)?;
+        (now.duration_since(*read_at) < TOKEN_TTL).then(|| token.clone())
+    }
+
+    fn put(&self, key: TokenKey, token: String, now: Instant) {
+        if let Ok(mut entries) = self.entries.lock() {
+            // Entries of deleted clusters would otherwise stay forever.
+            entries.retain(|_, (_, read_at)| now.duration_since(*read_at) < TOKEN_TTL);
+            entries.insert(key, (token, now));
+        }
+    }
+}
+
 /// The token raygate's dashboard requests to this cluster must carry; `None` without token
 /// authentication (or with Kubernetes token auth, which raygate's requests don't use yet).
+/// A missing Secret or key is not cached: the next call looks again.
 pub async fn dashboard_token(
     client: &Client,
+    cache: &TokenCache,
     cluster: &RayCluster,
 ) -> Result<Option<String>, Error> {
     let Some(name) = secret_name(cluster) else {
         return Ok(None);
     };
     let namespace = cluster.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let secret = api.get_opt(&name).await.map_err(|source| Error::GetChild {
-        kind: "Secret",
-        name: name.clone(),
-        source,
-    })?;
-    Ok(secret
+    let key = (namespace, name, cluster.uid().unwrap_or_default());
+    if let Some(token) = cache.get(&key, Instant::now()) {
+        return Ok(Some(token));
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), &key.0);
+    let secret = api
+        .get_opt(&key.1)
+        .await
+        .map_err(|source| Error::GetChild {
+            kind: "Secret",
+            name: key.1.clone(),
+            source,
+        })?;
+    let token = secret
         .and_then(|s| s.data)
         .and_then(|data| data.get(TOKEN_KEY).cloned())
-        .and_then(|bytes| String::from_utf8(bytes.0).ok()))
+        .and_then(|bytes| String::from_utf8(bytes.0).ok());
+    if let Some(token) = &token {
+        cache.put(key, token.clone(), Instant::now());
+    }
+    Ok(token)
 }
 
 /// The dashboard client for `cluster`, carrying the cluster's token when it uses one.
 pub async fn authenticated(
     client: &Client,
+    cache: &TokenCache,
     cluster: Option<&RayCluster>,
     dashboard: DashboardClient,
 ) -> Result<DashboardClient, Error> {
     let Some(cluster) = cluster else {
         return Ok(dashboard);
     };
-    Ok(match dashboard_token(client, cluster).await? {
+    Ok(match dashboard_token(client, cache, cluster).await? {
         Some(token) => dashboard.with_auth_token(token),
         None => dashboard,
     })
@@ -221,6 +266,26 @@ pub async fn authenticated(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_cached_token_is_reused_until_it_expires() {
+        let cache = TokenCache::default();
+        let key = ("ns".to_string(), "c".to_string(), "uid-1".to_string());
+        let start = Instant::now();
+        assert_eq!(cache.get(&key, start), None);
+        cache.put(key.clone(), "t1".to_string(), start);
+        assert_eq!(
+            cache.get(&key, start + TOKEN_TTL / 2).as_deref(),
+            Some("t1")
+        );
+        assert_eq!(cache.get(&key, start + TOKEN_TTL), None);
+        let other_uid = ("ns".to_string(), "c".to_string(), "uid-2".to_string());
+        assert_eq!(cache.get(&other_uid, start), None);
+        // Expired entries are dropped when another is stored.
+        cache.put(other_uid.clone(), "t2".to_string(), start + TOKEN_TTL * 2);
+        let entries = cache.entries.lock().map(|e| e.len()).unwrap_or_default();
+        assert_eq!(entries, 1);
+    }
 
     fn cluster(auth: serde_json::Value) -> RayCluster {
         serde_json::from_value(json!({

@@ -132,6 +132,7 @@ pub async fn run(
         ),
         metrics: metrics.clone(),
         dashboard_override: options.dashboard_override.clone(),
+        tokens: auth::TokenCache::default(),
     });
     let service_context = Arc::new(rayservice::ServiceContext {
         client: client.clone(),
@@ -143,6 +144,7 @@ pub async fn run(
         ),
         metrics: metrics.clone(),
         dashboard_override: options.dashboard_override.clone(),
+        tokens: auth::TokenCache::default(),
     });
     let cron_context = Arc::new(raycronjob::CronContext {
         client: client.clone(),

@@ -52,6 +52,8 @@ pub struct JobContext {
     /// Sends every dashboard request here instead of the head Service (tests and local runs,
     /// where the Ray head is a local process on loopback).
     pub dashboard_override: Option<String>,
+    /// Ray auth tokens read from clusters\' Secrets (see [`crate::auth::TokenCache`]).
+    pub tokens: crate::auth::TokenCache,
 }
 
 impl JobContext {
@@ -701,8 +703,13 @@ async fn run(io: &Io<'_>, mut status: RayJobStatus, now: Timestamp) -> Result<St
     let Some(dashboard) = io.ctx.dashboard(&status) else {
         return Ok(Step::stay(status, REQUEUE_ACTIVE));
     };
-    let dashboard =
-        crate::auth::authenticated(&io.ctx.client, job_cluster.as_ref(), dashboard).await?;
+    let dashboard = crate::auth::authenticated(
+        &io.ctx.client,
+        &io.ctx.tokens,
+        job_cluster.as_ref(),
+        dashboard,
+    )
+    .await?;
     let job_id = status.job_id.clone().unwrap_or_default();
     let info = match dashboard.job_info(&job_id).await {
         Ok(info) => {
@@ -1019,14 +1026,20 @@ async fn stop_ray_job(io: &Io<'_>, status: &RayJobStatus, why: &str) {
         Some(name) => io.api::<RayCluster>().get_opt(name).await.ok().flatten(),
         None => None,
     };
-    let dashboard =
-        match crate::auth::authenticated(&io.ctx.client, cluster.as_ref(), dashboard).await {
-            Ok(dashboard) => dashboard,
-            Err(error) => {
-                tracing::info!(%error, "no auth token for stopping the Ray job");
-                return;
-            }
-        };
+    let dashboard = match crate::auth::authenticated(
+        &io.ctx.client,
+        &io.ctx.tokens,
+        cluster.as_ref(),
+        dashboard,
+    )
+    .await
+    {
+        Ok(dashboard) => dashboard,
+        Err(error) => {
+            tracing::info!(%error, "no auth token for stopping the Ray job");
+            return;
+        }
+    };
     match dashboard.stop_job(job_id).await {
         Ok(true) => {
             io.ctx

@@ -52,6 +52,8 @@ pub struct ServiceContext {
     pub metrics: Arc<Metrics>,
     /// As for RayJobs: every dashboard request goes here when set (tests, local runs).
     pub dashboard_override: Option<String>,
+    /// Ray auth tokens read from clusters\' Secrets (see [`crate::auth::TokenCache`]).
+    pub tokens: crate::auth::TokenCache,
 }
 
 impl ServiceContext {
@@ -385,7 +387,8 @@ async fn reconcile_serve(
     let Some(client) = io.ctx.dashboard(cluster, DASHBOARD_TIMEOUT) else {
         return Ok(ServeReport::default());
     };
-    let client = crate::auth::authenticated(&io.ctx.client, Some(cluster), client).await?;
+    let client =
+        crate::auth::authenticated(&io.ctx.client, &io.ctx.tokens, Some(cluster), client).await?;
     let details = match client.serve_details().await {
         Ok(details) => Some(details),
         Err(error) => {
@@ -435,7 +438,8 @@ async fn put_config(
     let Some(client) = io.ctx.dashboard(cluster, SERVE_PUT_TIMEOUT) else {
         return Ok(());
     };
-    let client = crate::auth::authenticated(&io.ctx.client, Some(cluster), client).await?;
+    let client =
+        crate::auth::authenticated(&io.ctx.client, &io.ctx.tokens, Some(cluster), client).await?;
     let name = cluster.name_any();
     if let Err(error) = client.put_serve_config(config).await {
         io.ctx
