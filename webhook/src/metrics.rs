@@ -48,6 +48,11 @@ struct ReloadLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RotationLabels {
     step: String,
 }
@@ -65,6 +70,7 @@ pub struct Metrics {
     duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
     warnings: Family<WarningLabels, Counter>,
     tls_reloads: Family<ReloadLabels, Counter>,
+    tls_connections: Family<ConnectionLabels, Counter>,
     certificate_expiry: Gauge,
     certificate_rotations: Family<RotationLabels, Counter>,
     certificate_errors: Family<CertificateErrorLabels, Counter>,
@@ -123,6 +129,14 @@ impl Metrics {
             "Serving certificate reloads from disk, by result (success/failure)",
             tls_reloads.clone(),
         );
+        let tls_connections = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "tls_connections",
+            "Connections to the admission port, by result: h2 or http/1.1 once the TLS handshake \
+             succeeded, handshake_failed (often a caBundle that does not match the serving \
+             certificate) or handshake_timeout",
+            tls_connections.clone(),
+        );
         let certificate_expiry = Gauge::default();
         registry.register_with_unit(
             "certificate_expiry_timestamp",
@@ -161,6 +175,7 @@ impl Metrics {
             duration,
             warnings,
             tls_reloads,
+            tls_connections,
             certificate_expiry,
             certificate_rotations,
             certificate_errors,
@@ -247,6 +262,16 @@ impl Metrics {
             .inc();
     }
 
+    /// One connection to the admission port: `h2`, `http/1.1`, `handshake_failed` or
+    /// `handshake_timeout`.
+    pub fn observe_connection(&self, result: &'static str) {
+        self.tls_connections
+            .get_or_create(&ConnectionLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
     /// Self-managed mode wrote a rotation `step` (`renew_serving`, `start_ca_rotation`, ...).
     pub fn observe_certificate_rotation(&self, step: &str) {
         self.certificate_rotations
@@ -296,6 +321,8 @@ mod tests {
         metrics.observe_tls_reload(true);
         metrics.set_certificate_expiry(1_900_000_000);
         metrics.observe_policy_status_write("conflict");
+        metrics.observe_connection("h2");
+        metrics.observe_connection("handshake_failed");
         let text = metrics.render();
         for expected in [
             "raygate_admission_requests_total{kind=\"RayCluster\",operation=\"CREATE\",verb=\"validate\",result=\"denied\"} 1",
@@ -305,6 +332,8 @@ mod tests {
             "raygate_tls_reloads_total{result=\"success\"} 1",
             "raygate_certificate_expiry_timestamp_seconds 1900000000",
             "raygate_policy_status_writes_total{result=\"conflict\"} 1",
+            "raygate_tls_connections_total{result=\"h2\"} 1",
+            "raygate_tls_connections_total{result=\"handshake_failed\"} 1",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

@@ -164,7 +164,7 @@ impl Server {
         ));
 
         let app = admission_router(AdmissionState {
-            metrics,
+            metrics: metrics.clone(),
             body_limit: config.body_limit,
             body_read_timeout: config.header_read_timeout,
             policies: config.policies.clone(),
@@ -186,6 +186,7 @@ impl Server {
                             tcp,
                             peer,
                             acceptor.clone(),
+                            metrics.clone(),
                             app.clone(),
                             config.header_read_timeout,
                             graceful.watcher(),
@@ -259,6 +260,7 @@ async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    metrics: Arc<Metrics>,
     app: Router,
     timeout: Duration,
     watcher: Watcher,
@@ -267,10 +269,12 @@ async fn serve_connection(
     let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
+            metrics.observe_connection("handshake_failed");
             tracing::debug!(%peer, %error, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            metrics.observe_connection("handshake_timeout");
             tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }
@@ -278,6 +282,7 @@ async fn serve_connection(
     // HTTP/2 over TLS is negotiated by ALPN (RFC 9113 §3.2), so the protocol is known here;
     // not sniffing the connection preface keeps a silent client under the header timeout.
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    metrics.observe_connection(if h2 { "h2" } else { "http/1.1" });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

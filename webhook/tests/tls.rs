@@ -489,6 +489,45 @@ async fn http1_over_tls_and_tls12_work_too() -> TestResult {
     Ok(())
 }
 
+/// What an admin sees when the API server's caBundle does not match the serving certificate:
+/// the refused handshake is counted apart from the connections that work.
+#[tokio::test]
+async fn connections_are_counted_by_protocol_and_failed_handshakes_apart() -> TestResult {
+    let pki = Pki::new();
+    let leaf = pki.leaf();
+    let server = TestServer::start(&leaf).await;
+    review_over_h2(&pki.h2_client(), server.addr, review_body()).await?;
+    let http1_client = pki.client(&[b"http/1.1"], &[&rustls::version::TLS13]);
+    drop(tls_connect(&http1_client, server.addr).await?);
+    let other_ca = Pki::new();
+    let refused = tls_connect(&other_ca.h2_client(), server.addr).await;
+    assert!(
+        refused.is_err(),
+        "a client trusting another CA must refuse the server"
+    );
+
+    let wanted = [
+        "raygate_tls_connections_total{result=\"h2\"} 1",
+        "raygate_tls_connections_total{result=\"http/1.1\"} 1",
+        "raygate_tls_connections_total{result=\"handshake_failed\"} 1",
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, text) = admin_get(server.admin, "/metrics").await;
+        assert_eq!(status, 200);
+        if wanted.iter().all(|line| text.contains(line)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {wanted:?} in\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
 /// A TLS 1.0 ClientHello (no `supported_versions` extension), as an old client sends it.
 fn tls10_client_hello() -> Vec<u8> {
     let mut hello = Vec::new();

@@ -98,6 +98,20 @@ async fn main() -> Result<()> {
             );
         }
     }
+    // A connection per call would put a TLS handshake in every admission.
+    let connections: Vec<String> = own
+        .lines()
+        .filter(|l| l.starts_with("raygate_tls_connections_total"))
+        .map(str::to_owned)
+        .collect();
+    println!(
+        "  connections the API server opened to raygate: {}",
+        if connections.is_empty() {
+            "none counted".to_owned()
+        } else {
+            connections.join(", ")
+        }
+    );
     drop(webhook);
     Ok(())
 }
