@@ -3,7 +3,7 @@
 
 mod policy_support;
 
-use policy_support::{cluster, evaluate, found, one, set_at};
+use policy_support::{cluster, evaluate, found, one, set, set_at};
 use serde_json::{Value, json};
 
 struct Case {
@@ -430,4 +430,53 @@ fn odd_objects_never_panic() {
     ] {
         let _ = evaluate(&policies, &odd);
     }
+}
+
+/// Policies requiring different limits of the same container each get their own message;
+/// policies requiring the same ones get the same message, each under its own name.
+#[test]
+fn each_policy_reports_the_limits_it_requires() {
+    let policies = set(&[
+        (
+            "a-cpu",
+            json!({"rules": {"requiredLimits": {"resources": ["cpu"]}}}),
+        ),
+        ("b-both", json!({"rules": {"requiredLimits": {}}})),
+        (
+            "c-cpu",
+            json!({"rules": {"requiredLimits": {"resources": ["cpu"]}}}),
+        ),
+        (
+            "d-gpu",
+            json!({"rules": {"requiredLimits": {"resources": ["nvidia.com/gpu"]}}}),
+        ),
+    ]);
+    let mut object = cluster();
+    let limits = "/spec/workerGroupSpecs/0/template/spec/containers/0/resources/limits";
+    set_at(&mut object, limits, json!({"nvidia.com/gpu": 2}));
+    let evaluation = evaluate(&policies, &object);
+    let worker: Vec<(&str, &str)> = evaluation
+        .violations
+        .iter()
+        .filter(|v| v.path.starts_with("spec.workerGroupSpecs[0]"))
+        .map(|v| (v.policy.as_str(), v.message.as_str()))
+        .collect();
+    assert_eq!(worker.len(), 3, "{worker:#?}");
+    assert_eq!(worker[0].0, "a-cpu");
+    assert!(
+        worker[0]
+            .1
+            .ends_with("sets no cpu limit; limits required: cpu"),
+        "{}",
+        worker[0].1
+    );
+    assert_eq!(worker[1].0, "b-both");
+    assert!(
+        worker[1]
+            .1
+            .ends_with("sets no cpu or memory limit; limits required: cpu, memory"),
+        "{}",
+        worker[1].1
+    );
+    assert_eq!(worker[2], ("c-cpu", worker[0].1));
 }

@@ -2,7 +2,7 @@
 //! for edits and as the user's path for messages), whose pods it makes, and how many of them
 //! can run at once.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 
 use serde_json::{Map, Value};
 
@@ -192,7 +192,13 @@ pub(crate) struct TemplateView<'a> {
     /// `the head`, `worker group "gpu"`: built for the first finding, then shared by every
     /// policy's messages.
     description: OnceCell<String>,
+    /// `requiredLimits` findings by the resource names required: the same for every policy
+    /// that requires the same names, so built once (`None`: nothing missing).
+    pub required_limits: RefCell<Vec<(Vec<String>, Option<Finding>)>>,
 }
+
+/// A finding's path and message.
+pub(crate) type Finding = (String, String);
 
 impl TemplateView<'_> {
     pub(crate) fn container_path(&self, container: &ContainerView<'_>) -> String {
@@ -251,6 +257,7 @@ impl<'a> ObjectView<'a> {
                     spec: value.get("spec").and_then(Value::as_object),
                     containers,
                     description: OnceCell::new(),
+                    required_limits: RefCell::new(Vec::new()),
                 })
             })
             .collect();

@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::Violation;
 use super::compile::CompiledPolicy;
 use super::pods::{
-    ObjectView, PodResources, Role, Template, TemplateView, container_accelerators, containers,
-    format_cpu, format_memory, group_name,
+    Finding, ObjectView, PodResources, Role, Template, TemplateView, container_accelerators,
+    containers, format_cpu, format_memory, group_name,
 };
 use super::types::Action;
 use crate::ray_version;
@@ -266,31 +266,10 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, view: &ObjectView<'_>, out: &mut
     }
     if let Some(rule) = &rules.required_limits {
         let required = Names::or_default(&rule.resources, &DEFAULT_REQUIRED_LIMITS);
-        let required = || required.clone();
         for template in ray_pods.clone() {
-            // KubeRay's Ray container is the first one of each Ray pod.
-            let Some(container) = template.ray_container() else {
-                continue;
-            };
-            let limits = container
-                .get("resources")
-                .and_then(|resources| resources.get("limits"));
-            let is_missing = |r: &&str| limits.and_then(|l| l.get(*r)).is_none_or(Value::is_null);
-            if required().any(|r| is_missing(&r)) {
-                let missing: Vec<&str> = required().filter(is_missing).collect();
-                let required: Vec<&str> = required().collect();
-                let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-                findings.push(
-                    "requiredLimits",
-                    rule.action,
-                    format!("{}.spec.containers[0].resources.limits", template.meta.path),
-                    format!(
-                        "Ray container {name:?} of {} sets no {} limit; limits required: {}",
-                        view.describe(template),
-                        missing.join(" or "),
-                        required.join(", ")
-                    ),
-                );
+            if let Some((path, message)) = required_limits_finding(view, template, required.clone())
+            {
+                findings.push("requiredLimits", rule.action, path, message);
             }
         }
     }
@@ -484,6 +463,47 @@ impl<'a> Iterator for Names<'a> {
             Self::Listed(keys) => keys.next().map(String::as_str),
         }
     }
+}
+
+/// The `requiredLimits` finding of a template (path, message), when its Ray container lacks a
+/// limit among `required`. Every policy requiring the same names gets the same finding, so it
+/// is built once per template and names, then copied.
+fn required_limits_finding(
+    view: &ObjectView<'_>,
+    template: &TemplateView<'_>,
+    required: Names<'_>,
+) -> Option<Finding> {
+    let mut cache = template.required_limits.borrow_mut();
+    if let Some((_, finding)) = cache
+        .iter()
+        .find(|(names, _)| names.iter().map(String::as_str).eq(required.clone()))
+    {
+        return finding.clone();
+    }
+    // KubeRay's Ray container is the first one of each Ray pod.
+    let finding = template.ray_container().and_then(|container| {
+        let limits = container
+            .get("resources")
+            .and_then(|resources| resources.get("limits"));
+        let is_missing = |r: &&str| limits.and_then(|l| l.get(*r)).is_none_or(Value::is_null);
+        let missing: Vec<&str> = required.clone().filter(is_missing).collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let all: Vec<&str> = required.clone().collect();
+        let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+        Some((
+            format!("{}.spec.containers[0].resources.limits", template.meta.path),
+            format!(
+                "Ray container {name:?} of {} sets no {} limit; limits required: {}",
+                view.describe(template),
+                missing.join(" or "),
+                all.join(", ")
+            ),
+        ))
+    });
+    cache.push((required.map(str::to_owned).collect(), finding.clone()));
+    finding
 }
 
 /// The group of a template (`spec.workerGroupSpecs[1]`, `spec.headGroupSpec`).
