@@ -184,7 +184,31 @@ struct Pki {
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver in a fresh temp dir and waits for `/readyz`.
+    ///
+    /// Ports are picked free and released just before etcd and the API server bind them, so
+    /// another process (a parallel test) can take one in between; such a start fails with
+    /// `address already in use` and is tried again with new ports.
     pub fn start() -> Result<Self> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let last = attempt == ATTEMPTS;
+            match Self::start_once(last) {
+                Err(error) if !last && format!("{error:#}").contains("address already in use") => {
+                    tracing::warn!(
+                        attempt,
+                        error = %format!("{error:#}"),
+                        "a port was taken before the control plane bound it; retrying with new ports"
+                    );
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One start; the dir is kept for a look when it fails and `keep_on_failure` is set.
+    fn start_once(keep_on_failure: bool) -> Result<Self> {
         let bins = Binaries::locate()?;
         sweep_leaked_dirs();
         let dir = tempfile::Builder::new()
@@ -214,9 +238,10 @@ impl ControlPlane {
         cp.write_kubeconfig()?;
         if let Err(e) = cp.start_etcd().and_then(|()| cp.start_apiserver()) {
             // Keep the logs for a look; the error already carries their last lines.
-            cp.keep_dir = true;
+            cp.keep_dir = keep_on_failure;
             let dir = cp.root.display().to_string();
-            return Err(e.context(format!("starting the control plane in {dir} (kept)")));
+            let kept = if keep_on_failure { " (kept)" } else { "" };
+            return Err(e.context(format!("starting the control plane in {dir}{kept}")));
         }
         Ok(cp)
     }
