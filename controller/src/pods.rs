@@ -517,14 +517,12 @@ spec:
         );
     }
 
-    #[test]
-    fn with_token_auth_every_container_gets_the_token() {
+    /// The head and a worker pod of an autoscaling Ray 2.55 cluster with these `authOptions`.
+    fn autoscaling_pods_with_auth(auth: serde_json::Value) -> [Pod; 2] {
         let mut cluster = sample();
         cluster.spec.ray_version = Some("2.55.0".into());
         cluster.spec.enable_in_tree_autoscaling = Some(true);
-        cluster.spec.auth_options = Some(
-            serde_json::from_value(serde_json::json!({"mode": "token"})).expect("auth options"),
-        );
+        cluster.spec.auth_options = Some(serde_json::from_value(auth).expect("auth options"));
         let head = head_pod(&ctx(&cluster));
         let group = cluster.spec.worker_group_specs.as_ref().expect("groups")[0].clone();
         let slot = WorkerSlot {
@@ -532,16 +530,26 @@ spec:
             replica_name: None,
             host_index: None,
         };
-        let worker = worker_pod(&ctx(&cluster), &group, &slot);
-        for pod in [&head, &worker] {
+        [head, worker_pod(&ctx(&cluster), &group, &slot)]
+    }
+
+    /// Every container and init container of a pod; each pod here has at least two (the head
+    /// runs the autoscaler, workers wait-gcs-ready).
+    fn all_containers(spec: &PodSpec) -> Vec<&Container> {
+        let containers: Vec<_> = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .collect();
+        assert!(containers.len() >= 2, "{containers:?}");
+        containers
+    }
+
+    #[test]
+    fn with_token_auth_every_container_gets_the_token() {
+        for pod in &autoscaling_pods_with_auth(serde_json::json!({"mode": "token"})) {
             let spec = pod.spec.as_ref().expect("spec");
-            let containers: Vec<_> = spec
-                .containers
-                .iter()
-                .chain(spec.init_containers.iter().flatten())
-                .collect();
-            assert!(containers.len() >= 2, "{containers:?}");
-            for container in containers {
+            for container in all_containers(spec) {
                 let env = container.env.as_deref().unwrap_or_default();
                 let token = env.iter().find(|e| e.name == "RAY_AUTH_TOKEN");
                 let secret = token
@@ -560,24 +568,8 @@ spec:
 
     #[test]
     fn with_kubernetes_token_auth_every_container_mounts_the_projected_token() {
-        let mut cluster = sample();
-        cluster.spec.ray_version = Some("2.55.0".into());
-        cluster.spec.enable_in_tree_autoscaling = Some(true);
-        cluster.spec.auth_options = Some(
-            serde_json::from_value(
-                serde_json::json!({"mode": "token", "enableK8sTokenAuth": true}),
-            )
-            .expect("auth options"),
-        );
-        let head = head_pod(&ctx(&cluster));
-        let group = cluster.spec.worker_group_specs.as_ref().expect("groups")[0].clone();
-        let slot = WorkerSlot {
-            replica_index: 0,
-            replica_name: None,
-            host_index: None,
-        };
-        let worker = worker_pod(&ctx(&cluster), &group, &slot);
-        for pod in [&head, &worker] {
+        let auth = serde_json::json!({"mode": "token", "enableK8sTokenAuth": true});
+        for pod in &autoscaling_pods_with_auth(auth) {
             let spec = pod.spec.as_ref().expect("spec");
             let volumes: Vec<_> = spec
                 .volumes
@@ -602,13 +594,7 @@ spec:
                 "{:?}",
                 spec.service_account_name
             );
-            let containers: Vec<_> = spec
-                .containers
-                .iter()
-                .chain(spec.init_containers.iter().flatten())
-                .collect();
-            assert!(containers.len() >= 2, "{containers:?}");
-            for container in containers {
+            for container in all_containers(spec) {
                 let env = container.env.as_deref().unwrap_or_default();
                 assert!(
                     env.iter().any(|e| e.name == "RAY_ENABLE_K8S_TOKEN_AUTH"),

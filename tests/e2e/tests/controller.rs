@@ -184,6 +184,19 @@ fn sample_with_workers(replicas: u32) -> String {
         .replace("    maxReplicas: 5\n", "    maxReplicas: 100\n")
 }
 
+/// The pods of cluster `name`, once its head and worker exist.
+async fn head_and_worker_of(env: &Env, name: &str) -> Vec<Pod> {
+    wait_until("the cluster's pods", TIMEOUT, || async {
+        let list = env
+            .pods_api()
+            .list(&ListParams::default().labels(&format!("ray.io/cluster={name}")))
+            .await
+            .ok()?;
+        (list.items.len() >= 2).then_some(list.items)
+    })
+    .await
+}
+
 fn container_args(pod: &Pod) -> String {
     pod.spec.as_ref().expect("spec").containers[0]
         .args
@@ -853,15 +866,7 @@ async fn kubernetes_token_auth_mounts_the_service_account_token_in_every_contain
     assert!(sample.contains("enableK8sTokenAuth: true") && sample.contains("2.55.0"));
     let name = "k8s-token-auth";
     env.apply(&sample);
-    let pods = wait_until("the cluster's pods", TIMEOUT, || async {
-        let list = env
-            .pods_api()
-            .list(&ListParams::default().labels(&format!("ray.io/cluster={name}")))
-            .await
-            .ok()?;
-        (list.items.len() >= 2).then_some(list.items)
-    })
-    .await;
+    let pods = head_and_worker_of(&env, name).await;
     for pod in &pods {
         let spec = pod.spec.as_ref().expect("spec");
         let volume = spec
@@ -939,15 +944,7 @@ async fn token_auth_creates_the_token_secret_and_every_container_reads_it() {
     assert_eq!(secret.labels().get("ray.io/cluster"), Some(&name));
     assert_eq!(secret.owner_references()[0].name, name);
 
-    let pods = wait_until("the cluster's pods", TIMEOUT, || async {
-        let list = env
-            .pods_api()
-            .list(&ListParams::default().labels(&format!("ray.io/cluster={name}")))
-            .await
-            .ok()?;
-        (list.items.len() >= 2).then_some(list.items)
-    })
-    .await;
+    let pods = head_and_worker_of(&env, &name).await;
     for pod in &pods {
         let spec = pod.spec.as_ref().expect("spec");
         for container in spec
