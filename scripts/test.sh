@@ -15,6 +15,10 @@ export RAYGATE_HELM_BIN="$PWD/target/tools/bin/helm"
 bash tests/certmanager/build.sh
 export RAYGATE_CERT_MANAGER_BIN="$PWD/target/cert-manager/bin"
 export RAYGATE_CERT_MANAGER_CRDS="$PWD/target/cert-manager/crds"
+# The Gateway API's CRDs (from the sigs.k8s.io/gateway-api module), for the RayService
+# incremental upgrade tests (cached under target/gateway-api/).
+bash tests/gatewayapi/fetch-crds.sh
+export RAYGATE_GATEWAY_API_CRDS="$PWD/target/gateway-api/crds"
 # Ray from PyPI, for the tests against a real Ray head (installed once under target/ray-venv/).
 bash tests/tools/install-ray.sh >/dev/null
 export RAYGATE_RAY_BIN="$PWD/target/ray-venv/bin/ray"

@@ -251,15 +251,6 @@ fn cases() -> Vec<Case> {
             &["gatewayClassName is required"],
         ),
         allow("S8", incremental(options())),
-        warn(
-            "S8",
-            incremental(options()),
-            &[
-                "NewClusterWithIncrementalUpgrade",
-                "like NewCluster",
-                "all traffic at once",
-            ],
-        ),
         allow(
             "S8-default-surge",
             incremental(

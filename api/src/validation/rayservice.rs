@@ -92,12 +92,6 @@ pub(crate) fn check(v: &mut Validation, service: &RayService) {
     let incremental = upgrade_type == Some(INCREMENTAL_UPGRADE);
     if incremental {
         check_incremental_upgrade(v, service);
-        // Accepted so KubeRay manifests apply unchanged, but the controller cannot shift
-        // traffic step by step yet: say so rather than let users believe it does.
-        v.warn(
-            "spec.upgradeStrategy.type: raygate upgrades NewClusterWithIncrementalUpgrade \
-             like NewCluster (all traffic at once)",
-        );
     }
     // S9
     cluster_spec::check_serve_port(v, &scope, spec.serve_service.is_some() && !incremental);

@@ -3,9 +3,12 @@
 //! change brings up a new cluster, which takes over the RayService's Services only once its
 //! applications run; the old cluster is deleted after `rayClusterDeletionDelaySeconds`.
 
+pub mod gateway;
+pub mod incremental;
 pub mod plan;
 pub mod reconcile;
 pub mod services;
+mod upgrade;
 
 use std::sync::Arc;
 

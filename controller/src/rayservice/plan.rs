@@ -110,15 +110,21 @@ pub fn zero_downtime(service: &RayService) -> bool {
 }
 
 /// Whether a new pending cluster must be created for the current spec.
+///
+/// An incremental upgrade never replaces its pending cluster: a spec that leaves it rolls back
+/// to the active cluster first, and the next upgrade starts from there.
 pub fn needs_new_cluster(
     service: &RayService,
     active: Option<&RayCluster>,
     pending: Option<&RayCluster>,
+    incremental: bool,
 ) -> bool {
     let goal = goal_hash(service);
     match (active, pending) {
         (_, Some(pending)) => {
-            cluster_hash(pending) != Some(goal.as_str()) && !only_groups_appended(service, pending)
+            !incremental
+                && cluster_hash(pending) != Some(goal.as_str())
+                && !only_groups_appended(service, pending)
         }
         (None, None) => true,
         (Some(active), None) => {
@@ -256,17 +262,24 @@ mod tests {
     fn a_cluster_spec_change_prepares_a_new_cluster_unless_upgrades_are_off() {
         let v1 = service("rayproject/ray:2.46.0", None);
         let active = cluster_for_service(&v1, "svc-aaaaa");
-        assert!(needs_new_cluster(&v1, None, None));
-        assert!(!needs_new_cluster(&v1, Some(&active), None));
+        assert!(needs_new_cluster(&v1, None, None, false));
+        assert!(!needs_new_cluster(&v1, Some(&active), None, false));
         let v2 = service("rayproject/ray:2.47.0", None);
-        assert!(needs_new_cluster(&v2, Some(&active), None));
+        assert!(needs_new_cluster(&v2, Some(&active), None, false));
         let pending = cluster_for_service(&v2, "svc-bbbbb");
-        assert!(!needs_new_cluster(&v2, Some(&active), Some(&pending)));
+        assert!(!needs_new_cluster(
+            &v2,
+            Some(&active),
+            Some(&pending),
+            false
+        ));
         // A newer spec while a pending cluster exists replaces the pending one.
         let v3 = service("rayproject/ray:2.48.0", None);
-        assert!(needs_new_cluster(&v3, Some(&active), Some(&pending)));
+        assert!(needs_new_cluster(&v3, Some(&active), Some(&pending), false));
+        // An incremental upgrade rolls back instead.
+        assert!(!needs_new_cluster(&v3, Some(&active), Some(&pending), true));
         let off = service("rayproject/ray:2.47.0", Some("None"));
-        assert!(!needs_new_cluster(&off, Some(&active), None));
+        assert!(!needs_new_cluster(&off, Some(&active), None, false));
     }
 
     fn with_groups(mut service: RayService, images: &[&str]) -> RayService {
@@ -293,7 +306,7 @@ mod tests {
         active.metadata.resource_version = Some("42".into());
         let v2 = with_groups(service("rayproject/ray:2.46.0", None), &["w:1", "w:2"]);
         assert!(only_groups_appended(&v2, &active));
-        assert!(!needs_new_cluster(&v2, Some(&active), None));
+        assert!(!needs_new_cluster(&v2, Some(&active), None, false));
         let updated = updated_in_place(&v2, &active);
         assert_eq!(updated.name_any(), "svc-aaaaa");
         assert_eq!(
@@ -316,16 +329,16 @@ mod tests {
         // A changed existing group, or a removed one, still needs a new cluster.
         let changed = with_groups(service("rayproject/ray:2.46.0", None), &["w:9", "w:2"]);
         assert!(!only_groups_appended(&changed, &active));
-        assert!(needs_new_cluster(&changed, Some(&active), None));
+        assert!(needs_new_cluster(&changed, Some(&active), None, false));
         let fewer = with_groups(service("rayproject/ray:2.46.0", None), &[]);
-        assert!(needs_new_cluster(&fewer, Some(&active), None));
+        assert!(needs_new_cluster(&fewer, Some(&active), None, false));
         // A cluster created without any worker group gets its first one in place too.
         let bare = cluster_for_service(&service("rayproject/ray:2.46.0", None), "svc-ccccc");
         let first = with_groups(service("rayproject/ray:2.46.0", None), &["w:1"]);
         assert!(only_groups_appended(&first, &bare));
         // The same holds for a pending cluster.
         let pending = cluster_for_service(&v1, "svc-bbbbb");
-        assert!(!needs_new_cluster(&v2, None, Some(&pending)));
+        assert!(!needs_new_cluster(&v2, None, Some(&pending), false));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use raygate_api::{RayCluster, RayService, RayServiceStatuses};
 use serde_json::json;
 
 use super::plan::{self, DELETE_AFTER, SERVE_CONFIG_HASH};
-use super::services;
+use super::{incremental, services, upgrade};
 use crate::dashboard::DashboardClient;
 use crate::error::Error;
 use crate::events::EventSink;
@@ -33,13 +33,14 @@ use crate::status::{HEAD_POD_READY, condition_is_true};
 /// KubeRay requeues every RayService every 2 s.
 const REQUEUE: Duration = Duration::from_secs(2);
 /// Status queries; KubeRay uses 2 s.
-const DASHBOARD_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const DASHBOARD_TIMEOUT: Duration = Duration::from_secs(2);
 /// The first PUT of a serve config starts Serve's controller on the head, which takes many
 /// seconds on a busy head.
-const SERVE_PUT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const SERVE_PUT_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const READY: &str = "Ready";
 pub const UPGRADE_IN_PROGRESS: &str = "UpgradeInProgress";
+pub const ROLLBACK_IN_PROGRESS: &str = "RollbackInProgress";
 pub const SUSPENDING: &str = "Suspending";
 pub const SUSPENDED: &str = "Suspended";
 /// Ready's reason once `ray.io/initializing-timeout` passed: terminal until recreated.
@@ -57,7 +58,11 @@ pub struct ServiceContext {
 }
 
 impl ServiceContext {
-    fn dashboard(&self, cluster: &RayCluster, timeout: Duration) -> Option<DashboardClient> {
+    pub(super) fn dashboard(
+        &self,
+        cluster: &RayCluster,
+        timeout: Duration,
+    ) -> Option<DashboardClient> {
         let base = match &self.dashboard_override {
             Some(url) => url.clone(),
             None => format!(
@@ -100,15 +105,15 @@ pub fn error_policy(service: Arc<RayService>, error: &Error, _ctx: Arc<ServiceCo
     Action::requeue(Duration::from_secs(3))
 }
 
-struct Io<'a> {
-    ctx: &'a ServiceContext,
-    service: &'a RayService,
-    name: String,
-    namespace: String,
+pub(super) struct Io<'a> {
+    pub(super) ctx: &'a ServiceContext,
+    pub(super) service: &'a RayService,
+    pub(super) name: String,
+    pub(super) namespace: String,
 }
 
 impl Io<'_> {
-    fn api<K>(&self) -> Api<K>
+    pub(super) fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         <K as kube::Resource>::DynamicType: Default,
@@ -116,7 +121,10 @@ impl Io<'_> {
         Api::namespaced(self.ctx.client.clone(), &self.namespace)
     }
 
-    fn error(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error + '_ {
+    pub(super) fn error(
+        &self,
+        action: impl Into<String>,
+    ) -> impl FnOnce(kube::Error) -> Error + '_ {
         let action = action.into();
         move |source| Error::ObjectApi {
             object: format!("RayService {}/{}", self.namespace, self.name),
@@ -200,9 +208,21 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
             .as_ref()
             .and_then(|s| s.ray_cluster_name.as_ref()),
     );
-    if plan::needs_new_cluster(service, active.as_ref(), pending.as_ref()) {
+    let incremental = incremental::options(service);
+    if plan::needs_new_cluster(
+        service,
+        active.as_ref(),
+        pending.as_ref(),
+        incremental.is_some(),
+    ) {
         let name = plan::new_cluster_name(service);
-        let desired = plan::cluster_for_service(service, &name);
+        let mut desired = plan::cluster_for_service(service, &name);
+        if incremental.is_some() && active.is_some() {
+            // The new cluster starts small: Serve's target_capacity and the autoscaler grow it.
+            for group in desired.spec.worker_group_specs.iter_mut().flatten() {
+                group.replicas = None;
+            }
+        }
         let created = io
             .api::<RayCluster>()
             .create(&PostParams::default(), &desired)
@@ -216,6 +236,15 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
                 format!("Created RayCluster {}/{name}", io.namespace),
             )
             .await;
+        status.pending_service_status = Some(RayServiceStatus {
+            ray_cluster_name: Some(name),
+            // An incremental upgrade's new cluster starts at no capacity; the first
+            // cluster at full capacity.
+            target_capacity: incremental
+                .as_ref()
+                .map(|_| if active.is_some() { 0 } else { 100 }),
+            ..RayServiceStatus::default()
+        });
         pending = Some(created);
     }
     // Worker groups appended to the spec: the cluster gets them in place, as in KubeRay (the
@@ -250,10 +279,30 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
             )
             .await;
     }
-    let active_name = active.as_ref().map(ResourceExt::name_any);
+    // An incremental upgrade whose spec left the new cluster (reverted, or a third spec) first
+    // rolls back to the active cluster.
+    let rolling_back = incremental.is_some()
+        && active.is_some()
+        && pending.as_ref().is_some_and(|p| {
+            incremental::should_roll_back(&plan::goal_hash(service), plan::cluster_hash(p))
+        });
+    if rolling_back && !condition_true(&status, ROLLBACK_IN_PROGRESS) {
+        set_condition(
+            &mut status,
+            service,
+            ROLLBACK_IN_PROGRESS,
+            true,
+            "DesiredClusterSpecChanged",
+            "the spec no longer matches the new cluster: traffic and capacity go back to the \
+             active cluster first",
+        );
+    } else if !rolling_back {
+        remove_condition(&mut status, ROLLBACK_IN_PROGRESS);
+    }
     let pending_name = pending.as_ref().map(ResourceExt::name_any);
 
-    // The cluster whose serve config matters now: the new one while upgrading.
+    // Which cluster gets the current serve config: the new one while upgrading, the active one
+    // otherwise — and while rolling back.
     let config = plan::serve_config(service);
     let mut serving = BTreeMap::new();
     for (cluster, is_pending) in [(pending.as_mut(), true), (active.as_mut(), false)] {
@@ -261,17 +310,81 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
         if service.spec.exclude_head_pod_from_serve_svc == Some(true) {
             exclude_head(&io, &cluster.name_any()).await?;
         }
-        let apply = is_pending || pending_name.is_none();
-        let report = reconcile_serve(&io, cluster, &config, apply).await?;
+        let apply = if is_pending {
+            !rolling_back
+        } else {
+            pending_name.is_none() || rolling_back
+        };
+        let capacity = incremental.as_ref().and_then(|_| {
+            let entry = if is_pending {
+                status.pending_service_status.as_ref()
+            } else {
+                status.active_service_status.as_ref()
+            };
+            entry.and_then(|s| s.target_capacity)
+        });
+        let send = ServeConfig {
+            config: &config,
+            apply,
+            capacity,
+            keep: incremental.is_some(),
+        };
+        let report = reconcile_serve(&io, cluster, &send).await?;
         serving.insert(cluster.name_any(), report);
     }
-
-    // Promotion: a pending cluster whose applications all run takes over the Services.
-    let pending_ready = pending_name
+    let pending_running = pending_name
         .as_ref()
         .and_then(|n| serving.get(n))
         .is_some_and(|r| r.running);
-    if pending_ready && let Some(new) = pending.take() {
+
+    let mut promote = pending_running && (incremental.is_none() || active.is_none());
+    if let Some(options) = &incremental {
+        let outcome = upgrade::pass(
+            &io,
+            options,
+            &mut status,
+            upgrade::Clusters {
+                active: active.as_ref(),
+                pending: pending.as_ref(),
+                rolling_back,
+                pending_running,
+            },
+            now,
+        )
+        .await?;
+        if active.is_some() && pending.is_some() {
+            promote = !rolling_back && incremental::upgrade_complete(outcome.split);
+            let pending_healthy = pending
+                .as_ref()
+                .is_some_and(|p| condition_is_true(p.status.as_ref(), HEAD_POD_READY));
+            if rolling_back && incremental::rollback_complete(outcome.split, pending_healthy) {
+                if let Some(dropped) = pending.take() {
+                    ctx.events
+                        .normal(
+                            service,
+                            "RolledBack",
+                            "Upgrade",
+                            format!(
+                                "RayCluster {} serves everything again; {} is retired",
+                                active
+                                    .as_ref()
+                                    .map(ResourceExt::name_any)
+                                    .unwrap_or_default(),
+                                dropped.name_any()
+                            ),
+                        )
+                        .await;
+                }
+                status.pending_service_status = None;
+                remove_condition(&mut status, ROLLBACK_IN_PROGRESS);
+            }
+        }
+    }
+
+    // Promotion: the pending cluster takes over the Services — for blue/green as soon as its
+    // applications run, for an incremental upgrade once it has all the traffic.
+    let active_name = active.as_ref().map(ResourceExt::name_any);
+    if promote && let Some(new) = pending.take() {
         if let Some(old) = &active_name {
             ctx.events
                 .normal(
@@ -282,6 +395,7 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
                 )
                 .await;
         }
+        status.active_service_status = status.pending_service_status.take();
         active = Some(new);
     }
     let active_name = active.as_ref().map(ResourceExt::name_any);
@@ -292,16 +406,31 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
     }
     retire_others(&io, &clusters, [&active_name, &pending_name], now).await?;
 
-    status.active_service_status = active
-        .as_ref()
-        .map(|c| cluster_status(c, serving.get(&c.name_any())));
-    status.pending_service_status = pending
-        .as_ref()
-        .map(|c| cluster_status(c, serving.get(&c.name_any())));
-    let endpoints = match &active_name {
+    status.active_service_status = active.as_ref().map(|c| {
+        cluster_status(
+            status.active_service_status.take(),
+            c,
+            serving.get(&c.name_any()),
+        )
+    });
+    status.pending_service_status = pending.as_ref().map(|c| {
+        cluster_status(
+            status.pending_service_status.take(),
+            c,
+            serving.get(&c.name_any()),
+        )
+    });
+    let mut endpoints = match &active_name {
         Some(name) => serve_endpoints(&io, name).await?,
         None => 0,
     };
+    // During an incremental upgrade the new cluster serves its share too.
+    if incremental.is_some()
+        && active_name.is_some()
+        && let Some(name) = &pending_name
+    {
+        endpoints = endpoints.saturating_add(serve_endpoints(&io, name).await?);
+    }
     status.num_serve_endpoints = Some(endpoints);
     if endpoints > 0 {
         set_condition(
@@ -373,13 +502,23 @@ struct ServeReport {
     apps: Option<BTreeMap<String, raygate_api::rayservice::AppStatus>>,
 }
 
+/// What goes to a cluster's Serve this pass.
+struct ServeConfig<'a> {
+    config: &'a Result<Option<serde_json::Value>, String>,
+    /// Whether this cluster should run the RayService's current config.
+    apply: bool,
+    /// Its `target_capacity` (incremental upgrades).
+    capacity: Option<i32>,
+    /// Keep the applied config on the cluster, for later capacity changes.
+    keep: bool,
+}
+
 /// Applies the serve config to the cluster when it lacks it (its annotation tells), and reads
 /// back what Serve runs. Nothing happens before the head pod is ready.
 async fn reconcile_serve(
     io: &Io<'_>,
     cluster: &mut RayCluster,
-    config: &Result<Option<serde_json::Value>, String>,
-    apply: bool,
+    send: &ServeConfig<'_>,
 ) -> Result<ServeReport, Error> {
     if !condition_is_true(cluster.status.as_ref(), HEAD_POD_READY) {
         return Ok(ServeReport::default());
@@ -396,7 +535,7 @@ async fn reconcile_serve(
             None
         }
     };
-    let config = match config {
+    let config = match send.config {
         Ok(config) => config.as_ref(),
         Err(message) => {
             io.ctx
@@ -411,13 +550,15 @@ async fn reconcile_serve(
             None
         }
     };
-    if apply && let Some(config) = config {
+    if send.apply
+        && let Some(config) = config
+    {
         let hash = plan::config_hash(config);
         let applied = cluster.annotations().get(SERVE_CONFIG_HASH) == Some(&hash);
         // No applications at all: the head restarted without GCS fault tolerance.
         let lost = details.as_ref().is_some_and(|d| d.applications.is_empty());
         if !applied || lost {
-            put_config(io, cluster, config, &hash).await?;
+            put_config(io, cluster, config, send, &hash).await?;
         }
     }
     Ok(match details {
@@ -433,6 +574,7 @@ async fn put_config(
     io: &Io<'_>,
     cluster: &mut RayCluster,
     config: &serde_json::Value,
+    send: &ServeConfig<'_>,
     hash: &str,
 ) -> Result<(), Error> {
     let Some(client) = io.ctx.dashboard(cluster, SERVE_PUT_TIMEOUT) else {
@@ -441,7 +583,8 @@ async fn put_config(
     let client =
         crate::auth::authenticated(&io.ctx.client, &io.ctx.tokens, Some(cluster), client).await?;
     let name = cluster.name_any();
-    if let Err(error) = client.put_serve_config(config).await {
+    let sent = incremental::with_capacity(config, send.capacity);
+    if let Err(error) = client.put_serve_config(&sent).await {
         io.ctx
             .events
             .warning(
@@ -453,7 +596,8 @@ async fn put_config(
             .await;
         return Ok(());
     }
-    let patch = json!({"metadata": {"annotations": {SERVE_CONFIG_HASH: hash}}});
+    let kept = send.keep.then(|| upgrade::kept_config(config)).flatten();
+    let patch = upgrade::config_annotations(hash, kept);
     *cluster = io
         .api::<RayCluster>()
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -623,6 +767,9 @@ async fn suspend(
             Err(source) => return Err(io.error(format!("deleting Service {name}"))(source)),
         }
     }
+    if incremental::options(service).is_some() && upgrade::delete_gateway_objects(io).await? {
+        remaining = true;
+    }
     if !remaining {
         set_condition(status, service, SUSPENDING, false, "SuspendComplete", "");
         set_condition(status, service, SUSPENDED, true, "SuspendComplete", "");
@@ -754,12 +901,28 @@ fn condition_true(status: &RayServiceStatuses, type_: &str) -> bool {
     condition(status, type_).is_some_and(|c| c.status == "True")
 }
 
-fn cluster_status(cluster: &RayCluster, report: Option<&ServeReport>) -> RayServiceStatus {
+fn remove_condition(status: &mut RayServiceStatuses, type_: &str) {
+    if let Some(conditions) = status.conditions.as_mut() {
+        conditions.retain(|c| c.type_ != type_);
+    }
+}
+
+/// A cluster's entry in the status; what an incremental upgrade recorded about the same
+/// cluster (capacity, traffic) carries over.
+fn cluster_status(
+    previous: Option<RayServiceStatus>,
+    cluster: &RayCluster,
+    report: Option<&ServeReport>,
+) -> RayServiceStatus {
+    let name = cluster.name_any();
+    let previous = previous
+        .filter(|p| p.ray_cluster_name.as_deref() == Some(name.as_str()))
+        .unwrap_or_default();
     RayServiceStatus {
-        ray_cluster_name: Some(cluster.name_any()),
+        ray_cluster_name: Some(name),
         ray_cluster_status: cluster.status.clone(),
         application_statuses: report.and_then(|r| r.apps.clone()),
-        ..RayServiceStatus::default()
+        ..previous
     }
 }
 

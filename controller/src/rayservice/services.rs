@@ -63,7 +63,7 @@ pub fn head_service(service: &RayService, cluster: &RayCluster) -> Service {
     )
 }
 
-fn serve_port(cluster: &RayCluster) -> i32 {
+pub fn serve_port(cluster: &RayCluster) -> i32 {
     cluster
         .spec
         .head_group_spec

@@ -145,28 +145,17 @@ impl Drop for CertManager {
     }
 }
 
-/// `kubectl apply` of every CRD in `dir`, then waits until they are Established.
+/// cert-manager's CRDs from `dir`, Established.
 pub fn install_crds(cp: &ControlPlane, dir: &Path) -> Result<()> {
-    let dir = dir.display().to_string();
-    // Server-side: the CRDs are too large for the last-applied annotation.
-    let applied = cp.kubectl(["apply", "--server-side", "-f", dir.as_str()], None)?;
-    if !applied.success() {
-        bail!("installing cert-manager's CRDs from {dir} failed:\n{applied}");
-    }
-    let established = cp.kubectl(
-        [
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/certificates.cert-manager.io",
-            "crd/issuers.cert-manager.io",
-            "crd/clusterissuers.cert-manager.io",
-            "crd/certificaterequests.cert-manager.io",
+    crate::crd_dir::install_crd_dir(
+        cp,
+        "cert-manager",
+        dir,
+        &[
+            "certificates.cert-manager.io",
+            "issuers.cert-manager.io",
+            "clusterissuers.cert-manager.io",
+            "certificaterequests.cert-manager.io",
         ],
-        None,
-    )?;
-    if !established.success() {
-        bail!("cert-manager's CRDs did not become established:\n{established}");
-    }
-    Ok(())
+    )
 }

@@ -3,12 +3,15 @@
 pub mod cert_manager;
 pub mod control_plane;
 pub mod controller;
+pub mod crd_dir;
+pub mod gateway_api;
 pub mod helm;
 pub mod kubelet;
 pub mod kuberay_samples;
 pub mod ray_crds;
 pub mod ray_env;
 pub mod ray_head;
+pub mod rayservice_status;
 pub mod self_managed;
 pub mod service_account;
 pub mod wait;

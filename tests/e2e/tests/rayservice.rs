@@ -15,6 +15,7 @@ use kube::{Api, ResourceExt};
 use raygate_api::{RayCluster, RayService};
 use raygate_e2e::ray_env::RayEnv;
 use raygate_e2e::ray_head::{free_loopback_port, loopback_http_get};
+use raygate_e2e::rayservice_status::{cluster_of, condition};
 use raygate_e2e::wait::wait_until;
 use serde_json::json;
 
@@ -81,27 +82,6 @@ fn rayservice_with(config: &str, head_env: &str, extra: serde_json::Value) -> St
         spec.extend(extra.clone());
     }
     serde_json::to_string(&service).expect("JSON")
-}
-
-fn condition(service: &RayService, type_: &str) -> Option<String> {
-    service
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
-}
-
-fn cluster_of(service: &RayService, pending: bool) -> Option<String> {
-    let status = service.status.as_ref()?;
-    let side = if pending {
-        status.pending_service_status.as_ref()
-    } else {
-        status.active_service_status.as_ref()
-    };
-    side?.ray_cluster_name.clone()
 }
 
 fn app_status(service: &RayService) -> Option<(String, String)> {
