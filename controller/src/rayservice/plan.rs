@@ -111,8 +111,9 @@ pub fn zero_downtime(service: &RayService) -> bool {
 
 /// Whether a new pending cluster must be created for the current spec.
 ///
-/// An incremental upgrade never replaces its pending cluster: a spec that leaves it rolls back
-/// to the active cluster first, and the next upgrade starts from there.
+/// An incremental upgrade never replaces its pending cluster while an active one exists: a
+/// spec that leaves it rolls back to the active cluster first, and the next upgrade starts
+/// from there.
 pub fn needs_new_cluster(
     service: &RayService,
     active: Option<&RayCluster>,
@@ -121,8 +122,8 @@ pub fn needs_new_cluster(
 ) -> bool {
     let goal = goal_hash(service);
     match (active, pending) {
-        (_, Some(pending)) => {
-            !incremental
+        (active, Some(pending)) => {
+            !(incremental && active.is_some())
                 && cluster_hash(pending) != Some(goal.as_str())
                 && !only_groups_appended(service, pending)
         }
@@ -276,8 +277,10 @@ mod tests {
         // A newer spec while a pending cluster exists replaces the pending one.
         let v3 = service("rayproject/ray:2.48.0", None);
         assert!(needs_new_cluster(&v3, Some(&active), Some(&pending), false));
-        // An incremental upgrade rolls back instead.
+        // An incremental upgrade rolls back instead, but a first cluster that never took
+        // over is replaced as with blue/green.
         assert!(!needs_new_cluster(&v3, Some(&active), Some(&pending), true));
+        assert!(needs_new_cluster(&v3, None, Some(&pending), true));
         let off = service("rayproject/ray:2.47.0", Some("None"));
         assert!(!needs_new_cluster(&off, Some(&active), None, false));
     }

@@ -218,10 +218,7 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
         let name = plan::new_cluster_name(service);
         let mut desired = plan::cluster_for_service(service, &name);
         if incremental.is_some() && active.is_some() {
-            // The new cluster starts small: Serve's target_capacity and the autoscaler grow it.
-            for group in desired.spec.worker_group_specs.iter_mut().flatten() {
-                group.replicas = None;
-            }
+            start_small(&mut desired);
         }
         let created = io
             .api::<RayCluster>()
@@ -249,6 +246,7 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
     }
     // Worker groups appended to the spec: the cluster gets them in place, as in KubeRay (the
     // pending cluster while upgrading, otherwise the active one).
+    let upgrading_incrementally = incremental.is_some() && active.is_some() && pending.is_some();
     let target = if pending.is_some() {
         pending.as_mut()
     } else {
@@ -258,13 +256,13 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
         && plan::only_groups_appended(service, cluster)
     {
         let name = cluster.name_any();
+        let mut updated = plan::updated_in_place(service, cluster);
+        if upgrading_incrementally {
+            start_small(&mut updated);
+        }
         *cluster = io
             .api::<RayCluster>()
-            .replace(
-                &name,
-                &PostParams::default(),
-                &plan::updated_in_place(service, cluster),
-            )
+            .replace(&name, &PostParams::default(), &updated)
             .await
             .map_err(io.error(format!("updating RayCluster {name} in place")))?;
         ctx.events
@@ -315,22 +313,40 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
         } else {
             pending_name.is_none() || rolling_back
         };
-        let capacity = incremental.as_ref().and_then(|_| {
-            let entry = if is_pending {
-                status.pending_service_status.as_ref()
-            } else {
-                status.active_service_status.as_ref()
-            };
-            entry.and_then(|s| s.target_capacity)
-        });
+        let name = cluster.name_any();
+        let entry = if is_pending {
+            &mut status.pending_service_status
+        } else {
+            &mut status.active_service_status
+        };
+        let recorded = entry
+            .as_ref()
+            .filter(|e| e.ray_cluster_name.as_deref() == Some(name.as_str()))
+            .and_then(|e| e.target_capacity);
+        // Serve's target_capacity: what the upgrade reached; full once no upgrade runs;
+        // unset without incremental upgrades (also when the strategy just changed away).
+        let capacity = match &incremental {
+            None => None,
+            Some(_) if !is_pending && pending_name.is_none() => Some(100),
+            Some(_) => recorded,
+        };
         let send = ServeConfig {
             config: &config,
             apply,
             capacity,
+            recorded,
             keep: incremental.is_some(),
         };
         let report = reconcile_serve(&io, cluster, &send).await?;
-        serving.insert(cluster.name_any(), report);
+        if report.sent {
+            let entry = entry.get_or_insert_with(RayServiceStatus::default);
+            entry.ray_cluster_name = Some(name.clone());
+            entry.target_capacity = capacity;
+        }
+        serving.insert(name, report);
+    }
+    if incremental.is_none() {
+        left_incremental(&io, &mut status).await?;
     }
     let pending_running = pending_name
         .as_ref()
@@ -473,6 +489,14 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
     Ok(Action::requeue(REQUEUE))
 }
 
+/// An incremental upgrade's new cluster leaves its workers' `replicas` unset: Serve's
+/// `target_capacity` and the autoscaler grow it from `minReplicas`.
+fn start_small(cluster: &mut RayCluster) {
+    for group in cluster.spec.worker_group_specs.iter_mut().flatten() {
+        group.replicas = None;
+    }
+}
+
 async fn owned_clusters(io: &Io<'_>) -> Result<Vec<RayCluster>, Error> {
     let selector = format!(
         "{RAY_ORIGINATED_FROM_CRD}=RayService,{RAY_ORIGINATED_FROM_CR_NAME}={}",
@@ -499,6 +523,8 @@ async fn owned_clusters(io: &Io<'_>) -> Result<Vec<RayCluster>, Error> {
 #[derive(Debug, Default)]
 struct ServeReport {
     running: bool,
+    /// The config went to Serve this pass.
+    sent: bool,
     apps: Option<BTreeMap<String, raygate_api::rayservice::AppStatus>>,
 }
 
@@ -509,6 +535,8 @@ struct ServeConfig<'a> {
     apply: bool,
     /// Its `target_capacity` (incremental upgrades).
     capacity: Option<i32>,
+    /// The `target_capacity` the status says Serve has; a difference sends the config again.
+    recorded: Option<i32>,
     /// Keep the applied config on the cluster, for later capacity changes.
     keep: bool,
 }
@@ -550,6 +578,7 @@ async fn reconcile_serve(
             None
         }
     };
+    let mut sent = false;
     if send.apply
         && let Some(config) = config
     {
@@ -557,16 +586,20 @@ async fn reconcile_serve(
         let applied = cluster.annotations().get(SERVE_CONFIG_HASH) == Some(&hash);
         // No applications at all: the head restarted without GCS fault tolerance.
         let lost = details.as_ref().is_some_and(|d| d.applications.is_empty());
-        if !applied || lost {
-            put_config(io, cluster, config, send, &hash).await?;
+        if !applied || lost || send.capacity != send.recorded {
+            sent = put_config(io, cluster, config, send, &hash).await?;
         }
     }
     Ok(match details {
         Some(details) => ServeReport {
             running: plan::apps_running(&details),
             apps: Some(plan::app_statuses(&details)),
+            sent,
         },
-        None => ServeReport::default(),
+        None => ServeReport {
+            sent,
+            ..ServeReport::default()
+        },
     })
 }
 
@@ -576,9 +609,9 @@ async fn put_config(
     config: &serde_json::Value,
     send: &ServeConfig<'_>,
     hash: &str,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let Some(client) = io.ctx.dashboard(cluster, SERVE_PUT_TIMEOUT) else {
-        return Ok(());
+        return Ok(false);
     };
     let client =
         crate::auth::authenticated(&io.ctx.client, &io.ctx.tokens, Some(cluster), client).await?;
@@ -594,10 +627,9 @@ async fn put_config(
                 format!("Applying serveConfigV2 to RayCluster {name}: {error}"),
             )
             .await;
-        return Ok(());
+        return Ok(false);
     }
-    let kept = send.keep.then(|| upgrade::kept_config(config)).flatten();
-    let patch = upgrade::config_annotations(hash, kept);
+    let patch = upgrade::config_annotations(hash, send.keep.then_some(config));
     *cluster = io
         .api::<RayCluster>()
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -615,6 +647,28 @@ async fn put_config(
             ),
         )
         .await;
+    Ok(true)
+}
+
+/// The strategy changed away from an incremental upgrade: its Gateway and HTTPRoute go, and
+/// the status stops reporting traffic (capacity goes once Serve runs at full capacity again).
+async fn left_incremental(io: &Io<'_>, status: &mut RayServiceStatuses) -> Result<(), Error> {
+    let entries = [
+        &mut status.active_service_status,
+        &mut status.pending_service_status,
+    ];
+    let routed = entries
+        .iter()
+        .flat_map(|e| e.iter())
+        .any(|e| e.traffic_routed_percent.is_some());
+    if !routed {
+        return Ok(());
+    }
+    upgrade::delete_gateway_objects(io).await?;
+    for entry in entries.into_iter().flatten() {
+        entry.traffic_routed_percent = None;
+        entry.last_traffic_migrated_time = None;
+    }
     Ok(())
 }
 
@@ -724,6 +778,15 @@ async fn suspend(
     status: &mut RayServiceStatuses,
 ) -> Result<(), Error> {
     let service = io.service;
+    let routed = [
+        &status.active_service_status,
+        &status.pending_service_status,
+    ]
+    .iter()
+    .any(|e| {
+        e.as_ref()
+            .is_some_and(|e| e.traffic_routed_percent.is_some())
+    });
     set_condition(status, service, SUSPENDING, true, "SuspendInProgress", "");
     status.active_service_status = None;
     status.pending_service_status = None;
@@ -767,10 +830,13 @@ async fn suspend(
             Err(source) => return Err(io.error(format!("deleting Service {name}"))(source)),
         }
     }
-    if incremental::options(service).is_some() && upgrade::delete_gateway_objects(io).await? {
+    if (routed || incremental::options(service).is_some())
+        && upgrade::delete_gateway_objects(io).await?
+    {
         remaining = true;
     }
     if !remaining {
+        remove_condition(status, ROLLBACK_IN_PROGRESS);
         set_condition(status, service, SUSPENDING, false, "SuspendComplete", "");
         set_condition(status, service, SUSPENDED, true, "SuspendComplete", "");
         set_condition(status, service, READY, false, "SuspendComplete", "");

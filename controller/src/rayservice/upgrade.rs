@@ -28,7 +28,7 @@ pub const SERVE_CONFIG: &str = "raygate.io/serve-config";
 const MAX_KEPT_CONFIG: usize = 64 * 1024;
 
 /// The annotation that keeps the applied config, when it fits.
-pub fn kept_config(config: &serde_json::Value) -> Option<String> {
+fn kept_config(config: &serde_json::Value) -> Option<String> {
     let text = config.to_string();
     (text.len() <= MAX_KEPT_CONFIG).then_some(text)
 }
@@ -111,7 +111,8 @@ pub async fn pass(
             Side::Active => active,
             Side::Pending => pending,
         };
-        if set_capacity(io, cluster, goal).await {
+        let leaving = rolling_back && side == Side::Pending;
+        if set_capacity(io, cluster, goal, leaving).await {
             let entry = match side {
                 Side::Active => &mut status.active_service_status,
                 Side::Pending => &mut status.pending_service_status,
@@ -221,68 +222,103 @@ async fn ensure(
     }
 }
 
-/// Sends the cluster its serve config with a new `target_capacity`; true once Serve took it.
-async fn set_capacity(io: &Io<'_>, cluster: &RayCluster, capacity: i32) -> bool {
-    if !condition_is_true(cluster.status.as_ref(), HEAD_POD_READY) {
-        return false;
-    }
+/// The serve config the cluster runs, as far as raygate knows it: the one kept on it, or the
+/// RayService's current one, whichever carries the hash recorded on the cluster.
+fn running_config(io: &Io<'_>, cluster: &RayCluster) -> Option<serde_json::Value> {
+    let hash = cluster.annotations().get(plan::SERVE_CONFIG_HASH)?;
     let kept = cluster
         .annotations()
         .get(SERVE_CONFIG)
         .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok());
-    let config = match kept {
-        Some(config) => config,
-        None => match plan::serve_config(io.service) {
-            Ok(Some(config)) => config,
-            _ => return false,
-        },
-    };
-    let name = cluster.name_any();
-    let sent = match io.ctx.dashboard(cluster, SERVE_PUT_TIMEOUT) {
-        Some(client) => {
-            match crate::auth::authenticated(&io.ctx.client, &io.ctx.tokens, Some(cluster), client)
-                .await
-            {
-                Ok(client) => client
-                    .put_serve_config(&incremental::with_capacity(&config, Some(capacity)))
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(error) => Err(error.to_string()),
-            }
+    let current = plan::serve_config(io.service).ok().flatten();
+    [kept, current]
+        .into_iter()
+        .flatten()
+        .find(|config| &plan::config_hash(config) == hash)
+}
+
+/// How a capacity step went.
+enum Step {
+    /// Serve took the new `target_capacity`.
+    Sent,
+    /// The step counts without a Serve call, for the reason given.
+    Counted(&'static str),
+    /// Not now (Serve refused or can't be reached; the head isn't ready).
+    Failed(Option<String>),
+}
+
+/// Sends the cluster its serve config with a new `target_capacity`; true once the step counts.
+///
+/// A step counts without a Serve call when raygate can't tell which config the cluster runs
+/// (never the RayService's newer one: that could redeploy code the old cluster can't run), and
+/// while rolling back from a pending cluster whose head is gone. Either way the cluster is on
+/// its way out and gets no more traffic than its capacity says.
+async fn set_capacity(io: &Io<'_>, cluster: &RayCluster, capacity: i32, leaving: bool) -> bool {
+    let at = format!("RayCluster {}/{}", io.namespace, cluster.name_any());
+    let step = if !condition_is_true(cluster.status.as_ref(), HEAD_POD_READY) {
+        if leaving {
+            Step::Counted("its head pod is not ready")
+        } else {
+            Step::Failed(None)
         }
-        None => Err("no dashboard address".to_string()),
+    } else if let Some(config) = running_config(io, cluster) {
+        send_capacity(io, cluster, &config, capacity).await
+    } else {
+        Step::Counted("the serve config it runs is not known")
     };
-    match sent {
-        Ok(()) => {
+    match step {
+        Step::Sent => {
+            let note = format!("Set target_capacity of {at} to {capacity}");
             io.ctx
                 .events
-                .normal(
-                    io.service,
-                    "UpdatedServeTargetCapacity",
-                    "Upgrade",
-                    format!(
-                        "Set target_capacity of RayCluster {}/{name} to {capacity}",
-                        io.namespace
-                    ),
-                )
+                .normal(io.service, "UpdatedServeTargetCapacity", "Upgrade", note)
                 .await;
             true
         }
-        Err(error) => {
+        Step::Counted(why) => {
+            let note = format!(
+                "target_capacity of {at} counts as {capacity} without telling Serve: {why}"
+            );
             io.ctx
                 .events
-                .warning(
-                    io.service,
-                    "FailedToUpdateTargetCapacity",
-                    "Upgrade",
-                    format!(
-                        "Setting target_capacity of RayCluster {}/{name} to {capacity}: {error}",
-                        io.namespace
-                    ),
-                )
+                .warning(io.service, "UpdatedServeTargetCapacity", "Upgrade", note)
+                .await;
+            true
+        }
+        Step::Failed(None) => false,
+        Step::Failed(Some(error)) => {
+            let note = format!("Setting target_capacity of {at} to {capacity}: {error}");
+            io.ctx
+                .events
+                .warning(io.service, "FailedToUpdateTargetCapacity", "Upgrade", note)
                 .await;
             false
         }
+    }
+}
+
+async fn send_capacity(
+    io: &Io<'_>,
+    cluster: &RayCluster,
+    config: &serde_json::Value,
+    capacity: i32,
+) -> Step {
+    let Some(client) = io.ctx.dashboard(cluster, SERVE_PUT_TIMEOUT) else {
+        return Step::Failed(Some("no dashboard address".to_string()));
+    };
+    let client =
+        match crate::auth::authenticated(&io.ctx.client, &io.ctx.tokens, Some(cluster), client)
+            .await
+        {
+            Ok(client) => client,
+            Err(error) => return Step::Failed(Some(error.to_string())),
+        };
+    match client
+        .put_serve_config(&incremental::with_capacity(config, Some(capacity)))
+        .await
+    {
+        Ok(()) => Step::Sent,
+        Err(error) => Step::Failed(Some(error.to_string())),
     }
 }
 
@@ -331,11 +367,12 @@ pub async fn delete_gateway_objects(io: &Io<'_>) -> Result<bool, Error> {
     Ok(remaining)
 }
 
-/// Records the applied serve config on the cluster next to its hash.
-pub fn config_annotations(hash: &str, kept: Option<String>) -> serde_json::Value {
+/// Records the applied serve config's hash on the cluster and, for incremental upgrades, the
+/// config itself (`null` removes an older one when it doesn't fit).
+pub fn config_annotations(hash: &str, config: Option<&serde_json::Value>) -> serde_json::Value {
     let mut annotations = json!({ plan::SERVE_CONFIG_HASH: hash });
-    if let Some(kept) = kept {
-        annotations[SERVE_CONFIG] = json!(kept);
+    if let Some(config) = config {
+        annotations[SERVE_CONFIG] = json!(kept_config(config));
     }
     json!({"metadata": {"annotations": annotations}})
 }

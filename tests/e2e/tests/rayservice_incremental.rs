@@ -34,6 +34,22 @@ class Hello:\n    \
 app = Hello.bind()\n";
 
 fn rayservice(port: u16, app_dir: &str, head_env: &str) -> String {
+    let strategy = json!({
+        "type": "NewClusterWithIncrementalUpgrade",
+        "clusterUpgradeOptions": {
+            "maxSurgePercent": 50, "stepSizePercent": 25, "intervalSeconds": 1,
+            "gatewayClassName": "raygate-test",
+        },
+    });
+    rayservice_with(port, app_dir, head_env, strategy)
+}
+
+fn rayservice_with(
+    port: u16,
+    app_dir: &str,
+    head_env: &str,
+    strategy: serde_json::Value,
+) -> String {
     let config = format!(
         "http_options:\n  host: 127.0.0.1\n  port: {port}\n\
          applications:\n\
@@ -55,13 +71,7 @@ fn rayservice(port: u16, app_dir: &str, head_env: &str) -> String {
         "metadata": {"name": NAME, "namespace": NS},
         "spec": {
             "rayClusterDeletionDelaySeconds": 3,
-            "upgradeStrategy": {
-                "type": "NewClusterWithIncrementalUpgrade",
-                "clusterUpgradeOptions": {
-                    "maxSurgePercent": 50, "stepSizePercent": 25, "intervalSeconds": 1,
-                    "gatewayClassName": "raygate-test",
-                },
-            },
+            "upgradeStrategy": strategy,
             "serveConfigV2": config,
             "rayClusterConfig": {
                 "rayVersion": "2.46.0",
@@ -116,7 +126,7 @@ fn split(service: &RayService) -> (Option<i32>, Option<i32>, Option<i32>, Option
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traffic_moves_step_by_step_through_the_gateway_and_rolls_back_when_reverted() {
+async fn traffic_moves_in_steps_through_the_gateway_rolls_back_and_switches_off() {
     let env = RayEnv::start(NS)
         .await
         .expect("control plane, raygate and a Ray head start (tests/controlplane/build.sh, tests/tools/install-ray.sh)");
@@ -324,6 +334,38 @@ async fn traffic_moves_step_by_step_through_the_gateway_and_rolls_back_when_reve
             .then_some(())
     })
     .await;
+
+    // Back to blue/green upgrades: the Gateway API objects go, and Serve runs at full
+    // capacity again (no target_capacity).
+    env.apply(&rayservice_with(
+        port,
+        &app_dir,
+        "b",
+        json!({"type": "NewCluster"}),
+    ))
+    .expect("kubectl apply");
+    let plain = wait_until("the incremental state gone", TIMEOUT, || async {
+        let service = services.get(NAME).await.expect("get");
+        (split(&service) == (None, None, None, None)).then_some(service)
+    })
+    .await;
+    assert_eq!(cluster_of(&plain, false), Some(second.clone()));
+    wait_until("the Gateway and HTTPRoute deleted", TIMEOUT, || async {
+        let gateway = gateways(&env.client, NS)
+            .get_opt("hello-gateway")
+            .await
+            .expect("get");
+        let route = routes.get_opt("hello-httproute").await.expect("get");
+        (gateway.is_none() && route.is_none()).then_some(())
+    })
+    .await;
+    let (_, body) = loopback_http_get(env.head.dashboard_port(), "/api/serve/applications/")
+        .expect("Serve's status from the dashboard");
+    let details: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(
+        details["target_capacity"].is_null(),
+        "Serve runs at full capacity: {details}"
+    );
 
     let reasons: Vec<String> = env
         .events("RayService", NAME)
