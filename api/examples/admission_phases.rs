@@ -10,8 +10,9 @@
 //! Divide the collected count by the runs. Without valgrind it prints the wall-clock time per
 //! run (noisy on a shared machine). Each phase includes dropping what it built.
 //! - `parse`: the request JSON into a `Value`.
-//! - `mutate`: normalize and patch, as `core` does; its parts: `clone` (the object as
-//!   received), `normalize` (clone + normalize), `diff` (the patch alone).
+//! - `mutate`: normalize and write the patch's text, as `core` does; its parts: `clone` (the
+//!   object as received), `normalize` (clone + normalize), `diff` (the patch's text alone),
+//!   `diff-ops` (the patch as operations, which `raygate check` and the tests use).
 //! - `renormalize`: normalizing an already normalized object (nothing left to add);
 //!   `clone-normalized` is its clone alone.
 //! - `typed`: the typed view of the normalized object; `validate`: typed view + every rule.
@@ -24,9 +25,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use raygate_api::RayCluster;
-use raygate_api::admission::{mutate, parse, validate};
+use raygate_api::admission::{mutate, normalized_with_policies, parse, validate};
 use raygate_api::defaults::normalize;
-use raygate_api::json_diff::diff;
+use raygate_api::json_diff::{diff, diff_json};
 use raygate_api::manifest::parse_documents;
 use raygate_api::schema_defaults::apply_crd_defaults;
 use serde_json::Value;
@@ -67,7 +68,10 @@ fn run(
             "parse" => {
                 black_box(serde_json::from_slice::<Value>(black_box(body))?).is_object() as usize
             }
-            "mutate" => black_box(mutate(black_box(object))).1.0.len(),
+            "mutate" => {
+                let (normalized, _) = normalized_with_policies(black_box(object), None);
+                black_box(diff_json(object, &normalized)).map_or(0, |p| p.len())
+            }
             "clone" => black_box(black_box(object).clone()).is_object() as usize,
             "clone-normalized" => black_box(black_box(normalized).clone()).is_object() as usize,
             "normalize" => {
@@ -78,7 +82,9 @@ fn run(
                 let mut copy = black_box(normalized).clone();
                 normalize(&mut copy).len() + black_box(copy).is_object() as usize
             }
-            "diff" => black_box(diff(black_box(object), black_box(normalized)))
+            "diff" => black_box(diff_json(black_box(object), black_box(normalized)))
+                .map_or(0, |p| p.len()),
+            "diff-ops" => black_box(diff(black_box(object), black_box(normalized)))
                 .0
                 .len(),
             "typed" => {
@@ -93,8 +99,9 @@ fn run(
                 .len(),
             _ => {
                 let object: Value = serde_json::from_slice(black_box(body))?;
-                let (normalized, patch, _) = mutate(&object);
-                patch.0.len() + validate(&normalized, None).errors.len()
+                let (normalized, _) = normalized_with_policies(&object, None);
+                let patch = diff_json(&object, &normalized);
+                patch.map_or(0, |p| p.len()) + validate(&normalized, None).errors.len()
             }
         };
         black_box(n);

@@ -51,8 +51,7 @@ impl AdmissionVerdict {
 /// Mutation: the normalized object, the JSON patch to it, and warnings about changed values.
 /// The patch is computed on the JSON as received, so fields our types don't know survive.
 pub fn mutate(object: &Value) -> (Value, Patch, Vec<String>) {
-    let mut normalized = object.clone();
-    let warnings = normalize(&mut normalized);
+    let (normalized, warnings) = normalized_with_policies(object, None);
     let patch = crate::json_diff::diff(object, &normalized);
     (normalized, patch, warnings)
 }
@@ -104,11 +103,25 @@ pub fn mutate_with_policies(
     namespace: &str,
     namespace_labels: &BTreeMap<String, String>,
 ) -> (Value, Patch, Vec<String>) {
-    let mut normalized = object.clone();
-    policies.inject(&mut normalized, namespace, namespace_labels);
-    let warnings = normalize(&mut normalized);
+    let (normalized, warnings) =
+        normalized_with_policies(object, Some((policies, namespace, namespace_labels)));
     let patch = crate::json_diff::diff(object, &normalized);
     (normalized, patch, warnings)
+}
+
+/// The normalized copy of the object and the warnings, with what matching policies inject
+/// (policies, namespace, namespace labels) added first. The webhook turns it into the patch's
+/// text with [`crate::json_diff::diff_json`].
+pub fn normalized_with_policies(
+    object: &Value,
+    policies: Option<(&PolicySet, &str, &BTreeMap<String, String>)>,
+) -> (Value, Vec<String>) {
+    let mut normalized = object.clone();
+    if let Some((policies, namespace, namespace_labels)) = policies {
+        policies.inject(&mut normalized, namespace, namespace_labels);
+    }
+    let warnings = normalize(&mut normalized);
+    (normalized, warnings)
 }
 
 /// The full pipeline with policies, as the webhook's two calls give it: inject and normalize,

@@ -11,7 +11,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use kube::core::admission::Operation;
 use kube::core::response::{Status, StatusCause, StatusDetails};
 use raygate_api::FieldError;
-use raygate_api::admission::{RAY_KINDS, mutate_with_policies, validate};
+use raygate_api::admission::{RAY_KINDS, normalized_with_policies, validate};
+use raygate_api::json_diff::diff_json;
 use raygate_api::policy::{POLICY_KIND, PolicySet, Violation, validate_policy};
 use serde_json::Value;
 
@@ -257,21 +258,13 @@ fn decide_policy(request: &ReviewRequest, object: &Value) -> Verdict {
 
 fn decide_mutation(request: &ReviewRequest, object: &Value, policies: &Policies<'_>) -> Verdict {
     let mutated = catch_unwind(AssertUnwindSafe(|| {
-        mutate_with_policies(object, policies.set, policies.namespace, policies.labels)
+        let in_force = Some((policies.set, policies.namespace, policies.labels));
+        let (normalized, warnings) = normalized_with_policies(object, in_force);
+        (diff_json(object, &normalized), warnings)
     }));
-    let (_, patch, warnings) = match mutated {
+    let (patch_json, warnings) = match mutated {
         Ok(mutated) => mutated,
         Err(panic) => return internal_error(request, "defaulting", &panic_message(&panic)),
-    };
-    let patch_json = if patch.0.is_empty() {
-        None
-    } else {
-        match serde_json::to_vec(&patch) {
-            Ok(json) => Some(json),
-            Err(error) => {
-                return internal_error(request, "serializing the patch", &error.to_string());
-            }
-        }
     };
     Verdict {
         patch_json,
