@@ -12,7 +12,8 @@
 //! - `parse`: the request JSON into a `Value`.
 //! - `mutate`: normalize and write the patch's text, as `core` does; its parts: `clone` (the
 //!   object as received), `normalize` (clone + normalize), `diff` (the patch's text alone),
-//!   `diff-ops` (the patch as operations, which `raygate check` and the tests use).
+//!   `diff-ops` (the patch as operations, which `raygate check` and the tests use),
+//!   `diff-ops-text` (operations, then serialized: how the webhook wrote the patch before).
 //! - `renormalize`: normalizing an already normalized object (nothing left to add);
 //!   `clone-normalized` is its clone alone.
 //! - `typed`: the typed view of the normalized object; `validate`: typed view + every rule.
@@ -87,6 +88,10 @@ fn run(
             "diff-ops" => black_box(diff(black_box(object), black_box(normalized)))
                 .0
                 .len(),
+            "diff-ops-text" => {
+                let patch = diff(black_box(object), black_box(normalized));
+                black_box(serde_json::to_vec(&patch)?).len()
+            }
             "typed" => {
                 let typed: RayCluster = parse(black_box(normalized)).map_err(|e| e.message)?;
                 black_box(typed)
