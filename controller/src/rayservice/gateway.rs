@@ -276,18 +276,7 @@ pub fn cluster_serve_service(service: &RayService, cluster: &RayCluster) -> Serv
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn service() -> RayService {
-        serde_json::from_value(json!({
-            "apiVersion": "ray.io/v1", "kind": "RayService",
-            "metadata": {"name": "svc", "namespace": "ns", "uid": "u-1"},
-            "spec": {"rayClusterConfig": {"headGroupSpec": {"template": {"spec": {"containers": [
-                {"name": "ray-head", "image": "rayproject/ray:2.46.0",
-                 "ports": [{"name": "serve", "containerPort": 9000}]}
-            ]}}}}},
-        }))
-        .unwrap_or_else(|e| panic!("a RayService: {e}"))
-    }
+    use crate::rayservice::services::tests::service;
 
     fn cluster(name: &str) -> RayCluster {
         let mut cluster = super::super::plan::cluster_for_service(&service(), name);

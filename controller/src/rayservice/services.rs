@@ -111,12 +111,13 @@ pub fn serve_service(service: &RayService, cluster: &RayCluster) -> Service {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use raygate_api::labels::RAY_NODE_TYPE;
     use serde_json::json;
 
-    fn service() -> RayService {
+    /// A RayService whose head names a `serve` port (9000); also used by `gateway`'s tests.
+    pub(in crate::rayservice) fn service() -> RayService {
         serde_json::from_value(json!({
             "apiVersion": "ray.io/v1", "kind": "RayService",
             "metadata": {"name": "svc", "namespace": "ns", "uid": "u-1"},

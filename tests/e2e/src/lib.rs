@@ -5,6 +5,7 @@ pub mod control_plane;
 pub mod controller;
 pub mod crd_dir;
 pub mod gateway_api;
+pub mod hello_serve;
 pub mod helm;
 pub mod kubelet;
 pub mod kuberay_samples;

@@ -87,4 +87,20 @@ impl RayEnv {
             })
             .collect())
     }
+
+    /// Panics unless every one of `reasons` appears among the events about the object.
+    pub fn expect_event_reasons(&self, kind: &str, name: &str, reasons: &[&str]) {
+        let seen: Vec<String> = self
+            .events(kind, name)
+            .expect("kubectl get events")
+            .into_iter()
+            .map(|(_, reason, _)| reason)
+            .collect();
+        for wanted in reasons {
+            assert!(
+                seen.iter().any(|r| r == wanted),
+                "no {wanted} event about {kind} {name} in {seen:?}"
+            );
+        }
+    }
 }

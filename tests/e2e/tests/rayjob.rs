@@ -218,19 +218,17 @@ async fn http_mode_job_runs_on_its_own_cluster_which_is_deleted_after_the_ttl() 
         metrics.contains("raygate_job_execution_duration_seconds_count{outcome=\"Complete\"} 1"),
         "{metrics}"
     );
-    let reasons: Vec<String> = env.job_events("hello").into_iter().map(|e| e.1).collect();
-    for wanted in [
-        "CreatedRayCluster",
-        "SubmittedRayJob",
-        "Running",
-        "Complete",
-        "DeletedRayCluster",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r == wanted),
-            "no {wanted} event in {reasons:?}"
-        );
-    }
+    env.expect_event_reasons(
+        "RayJob",
+        "hello",
+        &[
+            "CreatedRayCluster",
+            "SubmittedRayJob",
+            "Running",
+            "Complete",
+            "DeletedRayCluster",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,17 +487,11 @@ async fn interactive_job_waits_for_its_job_id_then_deletion_rules_run_in_order()
     .await;
     assert!(suspended.metadata.deletion_timestamp.is_none());
     env.wait_until_gone(&cluster).await;
-    let reasons: Vec<String> = env
-        .job_events("notebook")
-        .into_iter()
-        .map(|e| e.1)
-        .collect();
-    for wanted in ["Waiting", "SuspendedWorkers", "DeletedRayCluster"] {
-        assert!(
-            reasons.iter().any(|r| r == wanted),
-            "no {wanted} event in {reasons:?}"
-        );
-    }
+    env.expect_event_reasons(
+        "RayJob",
+        "notebook",
+        &["Waiting", "SuspendedWorkers", "DeletedRayCluster"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use raygate_api::{RayCluster, RayService};
+use raygate_e2e::hello_serve::{self, APP};
 use raygate_e2e::ray_env::RayEnv;
 use raygate_e2e::ray_head::{free_loopback_port, loopback_http_get};
 use raygate_e2e::rayservice_status::{cluster_of, condition};
@@ -24,31 +25,8 @@ const NAME: &str = "hello";
 /// The first deploy starts Serve on the head (up to ~20 s on a busy machine).
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-const APP: &str = "import os\n\
-from ray import serve\n\n\n\
-@serve.deployment\n\
-class Hello:\n    \
-    def __call__(self, request):\n        \
-        return os.environ.get(\"MESSAGE\", \"unset\")\n\n\n\
-app = Hello.bind()\n";
-
 fn serve_config(port: u16, app_dir: &str, message: &str) -> String {
-    format!(
-        "http_options:\n  host: 127.0.0.1\n  port: {port}\n\
-         applications:\n\
-         \x20 - name: hello\n\
-         \x20   route_prefix: /\n\
-         \x20   import_path: raygate_hello:app\n\
-         \x20   runtime_env:\n\
-         \x20     env_vars:\n\
-         \x20       PYTHONPATH: {app_dir}\n\
-         \x20       MESSAGE: {message}\n\
-         \x20   deployments:\n\
-         \x20     - name: Hello\n\
-         \x20       num_replicas: 1\n\
-         \x20       ray_actor_options:\n\
-         \x20         num_cpus: 0.1\n"
-    )
+    hello_serve::serve_config(port, app_dir, message, 1)
 }
 
 fn rayservice(config: &str, head_env: &str) -> String {
@@ -56,28 +34,7 @@ fn rayservice(config: &str, head_env: &str) -> String {
 }
 
 fn rayservice_with(config: &str, head_env: &str, extra: serde_json::Value) -> String {
-    let service = json!({
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {"name": NAME, "namespace": NS},
-        "spec": {
-            "rayClusterDeletionDelaySeconds": 3,
-            "serveConfigV2": config,
-            "rayClusterConfig": {
-                "rayVersion": "2.46.0",
-                "headGroupSpec": {
-                    "rayStartParams": {},
-                    "template": {"spec": {"containers": [{
-                        "name": "ray-head",
-                        "image": "rayproject/ray:2.46.0",
-                        "env": [{"name": "DEPLOYMENT", "value": head_env}],
-                        "resources": {"limits": {"cpu": "1", "memory": "2Gi"}},
-                    }]}},
-                },
-            },
-        },
-    });
-    let mut service = service;
+    let mut service = hello_serve::rayservice(NS, NAME, config, head_env);
     if let (Some(spec), Some(extra)) = (service["spec"].as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
@@ -264,23 +221,16 @@ async fn serve_deploys_updates_in_place_upgrades_without_downtime_and_suspends()
         .unwrap_or_default();
     assert_eq!(selector.get("ray.io/cluster"), Some(&second));
     http_answer(port, "v2").await;
-    let reasons: Vec<String> = env
-        .events("RayService", NAME)
-        .expect("events")
-        .into_iter()
-        .map(|e| e.1)
-        .collect();
-    for wanted in [
-        "CreatedRayCluster",
-        "UpdatedServeApplications",
-        "PromotedRayCluster",
-        "DeletedRayCluster",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r == wanted),
-            "no {wanted} event in {reasons:?}"
-        );
-    }
+    env.expect_event_reasons(
+        "RayService",
+        NAME,
+        &[
+            "CreatedRayCluster",
+            "UpdatedServeApplications",
+            "PromotedRayCluster",
+            "DeletedRayCluster",
+        ],
+    );
 
     // Suspend: every cluster and both Services go, and the status says so.
     apply(rayservice_with(

@@ -16,6 +16,7 @@ use raygate_api::{RayCluster, RayService};
 use raygate_e2e::gateway_api::{
     accept_gateway, accept_route, gateways, http_routes, install_gateway_api_crds,
 };
+use raygate_e2e::hello_serve;
 use raygate_e2e::ray_env::RayEnv;
 use raygate_e2e::ray_head::{free_loopback_port, loopback_http_get};
 use raygate_e2e::rayservice_status::{cluster_of, condition, side};
@@ -25,13 +26,6 @@ use serde_json::json;
 const NS: &str = "default";
 const NAME: &str = "hello";
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-const APP: &str = "from ray import serve\n\n\n\
-@serve.deployment\n\
-class Hello:\n    \
-    def __call__(self, request):\n        \
-        return \"hello\"\n\n\n\
-app = Hello.bind()\n";
 
 fn rayservice(port: u16, app_dir: &str, head_env: &str) -> String {
     let strategy = json!({
@@ -44,50 +38,18 @@ fn rayservice(port: u16, app_dir: &str, head_env: &str) -> String {
     rayservice_with(port, app_dir, head_env, strategy)
 }
 
+/// The Serve tests' RayService with an upgrade strategy and the autoscaler (which
+/// incremental upgrades require); two replicas, so capacity steps change their number.
 fn rayservice_with(
     port: u16,
     app_dir: &str,
     head_env: &str,
     strategy: serde_json::Value,
 ) -> String {
-    let config = format!(
-        "http_options:\n  host: 127.0.0.1\n  port: {port}\n\
-         applications:\n\
-         \x20 - name: hello\n\
-         \x20   route_prefix: /\n\
-         \x20   import_path: raygate_incremental:app\n\
-         \x20   runtime_env:\n\
-         \x20     env_vars:\n\
-         \x20       PYTHONPATH: {app_dir}\n\
-         \x20   deployments:\n\
-         \x20     - name: Hello\n\
-         \x20       num_replicas: 2\n\
-         \x20       ray_actor_options:\n\
-         \x20         num_cpus: 0.1\n"
-    );
-    let service = json!({
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {"name": NAME, "namespace": NS},
-        "spec": {
-            "rayClusterDeletionDelaySeconds": 3,
-            "upgradeStrategy": strategy,
-            "serveConfigV2": config,
-            "rayClusterConfig": {
-                "rayVersion": "2.46.0",
-                "enableInTreeAutoscaling": true,
-                "headGroupSpec": {
-                    "rayStartParams": {},
-                    "template": {"spec": {"containers": [{
-                        "name": "ray-head",
-                        "image": "rayproject/ray:2.46.0",
-                        "env": [{"name": "DEPLOYMENT", "value": head_env}],
-                        "resources": {"limits": {"cpu": "1", "memory": "2Gi"}},
-                    }]}},
-                },
-            },
-        },
-    });
+    let config = hello_serve::serve_config(port, app_dir, "hello", 2);
+    let mut service = hello_serve::rayservice(NS, NAME, &config, head_env);
+    service["spec"]["upgradeStrategy"] = strategy;
+    service["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = json!(true);
     serde_json::to_string(&service).expect("JSON")
 }
 
@@ -133,7 +95,8 @@ async fn traffic_moves_in_steps_through_the_gateway_rolls_back_and_switches_off(
     install_gateway_api_crds(&env.cp)
         .expect("the Gateway API CRDs install (tests/gatewayapi/fetch-crds.sh)");
     let app_dir = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(app_dir.path().join("raygate_incremental.py"), APP).expect("write the app");
+    std::fs::write(app_dir.path().join("raygate_hello.py"), hello_serve::APP)
+        .expect("write the app");
     let app_dir = app_dir.path().display().to_string();
     let port = free_loopback_port().expect("a free port");
     let services: Api<RayService> = Api::namespaced(env.client.clone(), NS);
@@ -367,23 +330,16 @@ async fn traffic_moves_in_steps_through_the_gateway_rolls_back_and_switches_off(
         "Serve runs at full capacity: {details}"
     );
 
-    let reasons: Vec<String> = env
-        .events("RayService", NAME)
-        .expect("events")
-        .into_iter()
-        .map(|e| e.1)
-        .collect();
-    for wanted in [
-        "CreatedGateway",
-        "CreatedHTTPRoute",
-        "UpdatedHTTPRoute",
-        "UpdatedServeTargetCapacity",
-        "PromotedRayCluster",
-        "RolledBack",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r == wanted),
-            "no {wanted} event in {reasons:?}"
-        );
-    }
+    env.expect_event_reasons(
+        "RayService",
+        NAME,
+        &[
+            "CreatedGateway",
+            "CreatedHTTPRoute",
+            "UpdatedHTTPRoute",
+            "UpdatedServeTargetCapacity",
+            "PromotedRayCluster",
+            "RolledBack",
+        ],
+    );
 }
