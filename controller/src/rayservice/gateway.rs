@@ -218,9 +218,11 @@ pub enum Change {
     Unchanged,
 }
 
-/// Creates the object, or puts raygate's spec back when the fields it sets differ.
+/// Creates the object, or puts raygate's spec back when the fields it sets differ. `existing`
+/// is the object as just read (`None`: not there).
 pub async fn ensure(
     api: &Api<DynamicObject>,
+    existing: Option<DynamicObject>,
     desired: &DynamicObject,
 ) -> Result<(DynamicObject, Change), kube::Error> {
     let view = match desired.types.as_ref().map(|t| t.kind.as_str()) {
@@ -228,7 +230,7 @@ pub async fn ensure(
         _ => route_view,
     };
     let name = desired.name_any();
-    match api.get_opt(&name).await? {
+    match existing {
         None => {
             let created = api.create(&PostParams::default(), desired).await?;
             Ok((created, Change::Created))

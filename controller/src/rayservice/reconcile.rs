@@ -355,7 +355,7 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
 
     let mut promote = pending_running && (incremental.is_none() || active.is_none());
     if let Some(options) = &incremental {
-        let outcome = upgrade::pass(
+        let split = upgrade::pass(
             &io,
             options,
             &mut status,
@@ -369,11 +369,11 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
         )
         .await?;
         if active.is_some() && pending.is_some() {
-            promote = !rolling_back && incremental::upgrade_complete(outcome.split);
+            promote = !rolling_back && incremental::upgrade_complete(split);
             let pending_healthy = pending
                 .as_ref()
                 .is_some_and(|p| condition_is_true(p.status.as_ref(), HEAD_POD_READY));
-            if rolling_back && incremental::rollback_complete(outcome.split, pending_healthy) {
+            if rolling_back && incremental::rollback_complete(split, pending_healthy) {
                 if let Some(dropped) = pending.take() {
                     ctx.events
                         .normal(
@@ -653,23 +653,30 @@ async fn put_config(
 /// The strategy changed away from an incremental upgrade: its Gateway and HTTPRoute go, and
 /// the status stops reporting traffic (capacity goes once Serve runs at full capacity again).
 async fn left_incremental(io: &Io<'_>, status: &mut RayServiceStatuses) -> Result<(), Error> {
+    if !routes_traffic(status) {
+        return Ok(());
+    }
+    upgrade::delete_gateway_objects(io).await?;
     let entries = [
         &mut status.active_service_status,
         &mut status.pending_service_status,
     ];
-    let routed = entries
-        .iter()
-        .flat_map(|e| e.iter())
-        .any(|e| e.traffic_routed_percent.is_some());
-    if !routed {
-        return Ok(());
-    }
-    upgrade::delete_gateway_objects(io).await?;
     for entry in entries.into_iter().flatten() {
         entry.traffic_routed_percent = None;
         entry.last_traffic_migrated_time = None;
     }
     Ok(())
+}
+
+/// The status reports traffic weights: an incremental upgrade's Gateway objects exist.
+fn routes_traffic(status: &RayServiceStatuses) -> bool {
+    [
+        &status.active_service_status,
+        &status.pending_service_status,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|e| e.traffic_routed_percent.is_some())
 }
 
 async fn ensure_service(io: &Io<'_>, desired: Service) -> Result<(), Error> {
@@ -778,15 +785,7 @@ async fn suspend(
     status: &mut RayServiceStatuses,
 ) -> Result<(), Error> {
     let service = io.service;
-    let routed = [
-        &status.active_service_status,
-        &status.pending_service_status,
-    ]
-    .iter()
-    .any(|e| {
-        e.as_ref()
-            .is_some_and(|e| e.traffic_routed_percent.is_some())
-    });
+    let routed = routes_traffic(status);
     set_condition(status, service, SUSPENDING, true, "SuspendInProgress", "");
     status.active_service_status = None;
     status.pending_service_status = None;

@@ -33,12 +33,6 @@ fn kept_config(config: &serde_json::Value) -> Option<String> {
     (text.len() <= MAX_KEPT_CONFIG).then_some(text)
 }
 
-/// What the pass found out, for promotion and status.
-pub struct Outcome {
-    /// The current split, after this pass's changes.
-    pub split: Split,
-}
-
 /// The clusters of a pass as the rest of the reconcile found them.
 pub struct Clusters<'a> {
     pub active: Option<&'a RayCluster>,
@@ -48,15 +42,16 @@ pub struct Clusters<'a> {
     pub pending_running: bool,
 }
 
-/// The Gateway API part of a pass. Failures of the Gateway API objects are reported as events
-/// and stall the upgrade, never the RayService: traffic stays where it is.
+/// The Gateway API part of a pass; the split after this pass's changes, for promotion.
+/// Failures of the Gateway API objects are reported as events and stall the upgrade, never the
+/// RayService: traffic stays where it is.
 pub async fn pass(
     io: &Io<'_>,
     options: &Options,
     status: &mut RayServiceStatuses,
     clusters: Clusters<'_>,
     now: Timestamp,
-) -> Result<Outcome, Error> {
+) -> Result<Split, Error> {
     let Clusters {
         active,
         pending,
@@ -71,7 +66,7 @@ pub async fn pass(
         status.pending_service_status.as_ref(),
     );
     let Some(active) = active else {
-        return Ok(Outcome { split });
+        return Ok(split);
     };
     let namespace = io.namespace.clone();
     let gateways: Api<DynamicObject> = Api::namespaced_with(
@@ -84,22 +79,19 @@ pub async fn pass(
         &namespace,
         &gateway::route_resource(),
     );
-    let Some(gateway) = ensure(
-        io,
-        &gateways,
-        gateway::gateway(io.service, &options.gateway_class),
-    )
-    .await
-    else {
-        return Ok(Outcome { split });
+    let desired = gateway::gateway(io.service, &options.gateway_class);
+    let existing = gateways.get_opt(&desired.name_any()).await;
+    let Some(gateway) = ensure(io, &gateways, existing, desired).await else {
+        return Ok(split);
     };
     let gateway_name = gateway.name_any();
-    let route_ready = routes
-        .get_opt(&gateway::route_name(io.service))
-        .await
+    // Read once: for its readiness now, and as the object to update below.
+    let route = routes.get_opt(&gateway::route_name(io.service)).await;
+    let route_ready = route
+        .as_ref()
         .ok()
-        .flatten()
-        .is_some_and(|r| gateway::route_ready(&r, &gateway_name, &namespace));
+        .and_then(Option::as_ref)
+        .is_some_and(|r| gateway::route_ready(r, &gateway_name, &namespace));
 
     let mut split = split;
     if let Some(pending) = pending
@@ -152,9 +144,14 @@ pub async fn pass(
     if let Some(pending) = pending {
         backends.push(Backend::of(pending, pending_weight));
     }
-    if ensure(io, &routes, gateway::http_route(io.service, &backends))
-        .await
-        .is_some()
+    if ensure(
+        io,
+        &routes,
+        route,
+        gateway::http_route(io.service, &backends),
+    )
+    .await
+    .is_some()
     {
         record_traffic(&mut status.active_service_status, active_weight, now);
         split.active_traffic = active_weight;
@@ -163,7 +160,7 @@ pub async fn pass(
             split.pending_traffic = pending_weight;
         }
     }
-    Ok(Outcome { split })
+    Ok(split)
 }
 
 fn record_traffic(entry: &mut Option<RayServiceStatus>, weight: i32, now: Timestamp) {
@@ -179,6 +176,7 @@ fn record_traffic(entry: &mut Option<RayServiceStatus>, weight: i32, now: Timest
 async fn ensure(
     io: &Io<'_>,
     api: &Api<DynamicObject>,
+    existing: Result<Option<DynamicObject>, kube::Error>,
     desired: DynamicObject,
 ) -> Option<DynamicObject> {
     let kind = desired
@@ -188,7 +186,11 @@ async fn ensure(
         .unwrap_or_default();
     let name = desired.name_any();
     let at = format!("{}/{name}", io.namespace);
-    match gateway::ensure(api, &desired).await {
+    let ensured = match existing {
+        Ok(existing) => gateway::ensure(api, existing, &desired).await,
+        Err(error) => Err(error),
+    };
+    match ensured {
         Ok((object, change)) => {
             let (reason, note) = match change {
                 Change::Created => (format!("Created{kind}"), format!("Created {kind} {at}")),
