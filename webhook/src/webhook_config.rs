@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ServiceReference, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
@@ -60,6 +60,7 @@ pub fn webhook_configurations(
             match_policy: Some("Equivalent".to_owned()),
             timeout_seconds: Some(5),
             namespace_selector: namespace_selector(options),
+            match_conditions: Some(match_conditions()),
             // Normalization is idempotent, so running again after another webhook changed the
             // object is safe and keeps every default in place.
             reinvocation_policy: Some("IfNeeded".to_owned()),
@@ -82,6 +83,7 @@ pub fn webhook_configurations(
             match_policy: Some("Equivalent".to_owned()),
             timeout_seconds: Some(5),
             namespace_selector: namespace_selector(options),
+            match_conditions: Some(match_conditions()),
             ..ValidatingWebhook::default()
         }]),
     };
@@ -113,6 +115,16 @@ fn rules() -> Vec<RuleWithOperations> {
                 .to_vec(),
         ),
         scope: Some("Namespaced".to_owned()),
+    }]
+}
+
+/// An object being deleted is only waiting for its finalizers to go: the updates that remove
+/// them skip the webhook, so a deletion completes even while raygate is down. (Status
+/// updates go to the `status` subresource, which the rules leave out.)
+fn match_conditions() -> Vec<MatchCondition> {
+    vec![MatchCondition {
+        name: "not-being-deleted".to_owned(),
+        expression: "!has(object.metadata.deletionTimestamp)".to_owned(),
     }]
 }
 
@@ -201,8 +213,14 @@ mod tests {
             })
         );
         assert!(hook.get("namespaceSelector").is_none());
+        let skip_deleting = json!([{
+            "name": "not-being-deleted",
+            "expression": "!has(object.metadata.deletionTimestamp)",
+        }]);
+        assert_eq!(hook["matchConditions"], skip_deleting);
         let validating = serde_json::to_value(&validating).unwrap_or_default();
         assert_eq!(validating["webhooks"][0]["name"], "validate.raygate.io");
+        assert_eq!(validating["webhooks"][0]["matchConditions"], skip_deleting);
         assert_eq!(
             validating["webhooks"][0]["rules"][1],
             json!({
