@@ -3,6 +3,7 @@
 //!
 //! This crate does no I/O: the webhook, the controller and `raygate check` all call it.
 
+pub mod accelerators;
 pub mod admission;
 pub mod crd;
 pub mod cron;

@@ -52,6 +52,23 @@ fn cases() -> Vec<Case> {
             says: &["3 GPUs", "limit of 2"],
         },
         Case {
+            // Ray and KubeRay take any resource ending in `gpu` as a GPU; the cap must too.
+            name: "any resource ending in gpu counts",
+            rules: json!({"maxGpusPerPod": {"limit": 4}}),
+            breaks: |c| {
+                set_at(
+                    c,
+                    "/spec/workerGroupSpecs/0/template/spec/containers/0/resources/limits",
+                    json!({"intel.com/gpu": 8}),
+                )
+            },
+            expect: (
+                "maxGpusPerPod",
+                "spec.workerGroupSpecs[0].template.spec.containers[0].resources",
+            ),
+            says: &["8 GPUs", "limit of 4 per pod"],
+        },
+        Case {
             name: "GPUs per group",
             rules: json!({"maxGpusPerGroup": {"limit": 4}}),
             breaks: |c| set_at(c, "/spec/workerGroupSpecs/0/replicas", json!(3)),

@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use raygate_api::RayCluster;
-use raygate_api::quantity;
+use raygate_api::{accelerators, quantity};
 
 const NANOS: i128 = 1_000_000_000;
 
@@ -30,13 +30,6 @@ pub struct DesiredResources {
     pub memory: Quantity,
     pub gpu: Quantity,
     pub tpu: Quantity,
-}
-
-fn is_gpu(name: &str) -> bool {
-    name.ends_with("gpu")
-        || name
-            .strip_prefix("nvidia.com/mig-")
-            .is_some_and(|p| p.ends_with("gb"))
 }
 
 #[derive(Default)]
@@ -72,7 +65,7 @@ impl Totals {
                     "cpu" => &mut self.cpu,
                     "memory" => &mut self.memory,
                     "google.com/tpu" => &mut self.tpu,
-                    other if is_gpu(other) => &mut self.gpu,
+                    other if accelerators::is_gpu_resource(other) => &mut self.gpu,
                     _ => continue,
                 };
                 sum.add(&value.0, times);

@@ -8,8 +8,8 @@ use super::ClusterOwner;
 use super::cluster::port_number;
 use super::derived::{self, Ledger};
 use super::json_edit::{at, child_array, child_object, has_named, set_if_absent_with, str_at};
-use crate::quantity;
 use crate::ray_version::{MIN_HTTP_PROBES, RayVersion};
+use crate::{accelerators, quantity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -171,7 +171,7 @@ impl DerivedParams {
         let gpus = limits
             .into_iter()
             .flatten()
-            .find(|(name, _)| name.ends_with("gpu") || is_mig_resource(name))
+            .find(|(name, _)| accelerators::is_gpu_resource(name))
             .and_then(|(_, value)| quantity::ceil_integer(value))
             .filter(|gpus| *gpus > 0)
             .map(|gpus| Value::String(gpus.to_string()));
@@ -206,19 +206,13 @@ impl DerivedParams {
     }
 }
 
-/// `nvidia.com/mig-1g.5gb` and friends: a MIG slice counts as one GPU to Ray.
-fn is_mig_resource(name: &str) -> bool {
-    name.strip_prefix("nvidia.com/mig-")
-        .is_some_and(|profile| profile.ends_with("gb") && profile.contains("g."))
-}
-
 /// The taints of the devices the Ray container asks for, each once.
 fn taint_keys(limits: Option<&Map<String, Value>>) -> Vec<&'static str> {
     let mut taint_keys: Vec<&'static str> = Vec::new();
     for name in limits.into_iter().flat_map(Map::keys) {
         let key = match name.as_str() {
             "nvidia.com/gpu" => "nvidia.com/gpu",
-            n if is_mig_resource(n) => "nvidia.com/gpu",
+            n if accelerators::is_mig_resource(n) => "nvidia.com/gpu",
             "amd.com/gpu" => "amd.com/gpu",
             "google.com/tpu" => "google.com/tpu",
             _ => continue,

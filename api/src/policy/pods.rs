@@ -6,14 +6,14 @@ use std::cell::{OnceCell, RefCell};
 
 use serde_json::{Map, Value};
 
+use crate::accelerators;
 use crate::quantity;
 use crate::ray_version::{self, RayVersion};
 
-/// Extended resources that are accelerators. MIG slices are whole devices to the scheduler
-/// (`nvidia.com/mig-1g.10gb`), and a TPU chip is budgeted like a GPU.
+/// Extended resources that GPU caps count: every GPU as defaulting and the controller see one
+/// (any name ending in `gpu`, MIG slices), and TPU chips, budgeted like GPUs.
 pub(crate) fn is_accelerator_resource(name: &str) -> bool {
-    matches!(name, "nvidia.com/gpu" | "amd.com/gpu" | "google.com/tpu")
-        || name.starts_with("nvidia.com/mig-")
+    accelerators::is_gpu_resource(name) || name == "google.com/tpu"
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
