@@ -18,13 +18,6 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DurationLabels {
-    kind: String,
-    operation: String,
-    verb: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WarningLabels {
     kind: String,
     verb: String,
@@ -67,7 +60,7 @@ struct CertificateErrorLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     warnings: Family<WarningLabels, Counter>,
     tls_reloads: Family<ReloadLabels, Counter>,
     tls_connections: Family<ConnectionLabels, Counter>,
@@ -109,11 +102,11 @@ impl Metrics {
             "AdmissionReviews answered, by kind, operation, verb (mutate/validate) and result",
             requests.clone(),
         );
-        let duration: Family<DurationLabels, Histogram, fn() -> Histogram> =
+        let duration: Family<RequestLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
         registry.register_with_unit(
             "admission_duration",
-            "Time to decide one AdmissionReview",
+            "Time to decide one AdmissionReview, by kind, operation, verb and result",
             Unit::Seconds,
             duration.clone(),
         );
@@ -194,24 +187,16 @@ impl Metrics {
         seconds: f64,
         warnings: usize,
     ) {
-        let kind = kind_label(kind).to_owned();
-        let verb = endpoint.as_str().to_owned();
-        self.requests
-            .get_or_create(&RequestLabels {
-                kind: kind.clone(),
-                operation: operation.to_owned(),
-                verb: verb.clone(),
-                result: outcome.as_str().to_owned(),
-            })
-            .inc();
-        self.duration
-            .get_or_create(&DurationLabels {
-                kind: kind.clone(),
-                operation: operation.to_owned(),
-                verb: verb.clone(),
-            })
-            .observe(seconds);
+        let labels = RequestLabels {
+            kind: kind_label(kind).to_owned(),
+            operation: operation.to_owned(),
+            verb: endpoint.as_str().to_owned(),
+            result: outcome.as_str().to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(seconds);
         if warnings > 0 {
+            let RequestLabels { kind, verb, .. } = labels;
             self.warnings
                 .get_or_create(&WarningLabels { kind, verb })
                 .inc_by(warnings as u64);

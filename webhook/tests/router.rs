@@ -284,7 +284,7 @@ async fn reviews_are_counted_in_metrics() {
     assert!(text.contains(
         "raygate_admission_requests_total{kind=\"unknown\",operation=\"unknown\",verb=\"validate\",result=\"error\"} 1"
     ), "{text}");
-    assert!(text.contains("raygate_admission_duration_seconds_count{kind=\"RayCluster\",operation=\"CREATE\",verb=\"mutate\"} 1"), "{text}");
+    assert!(text.contains("raygate_admission_duration_seconds_count{kind=\"RayCluster\",operation=\"CREATE\",verb=\"mutate\",result=\"allowed\"} 1"), "{text}");
 }
 
 #[tokio::test]
