@@ -184,6 +184,28 @@ fn sample_with_workers(replicas: u32) -> String {
         .replace("    maxReplicas: 5\n", "    maxReplicas: 100\n")
 }
 
+/// The sample with a second worker group, `second`, of `replicas` workers (1 CPU, 1Gi each).
+fn sample_with_second_group(replicas: u32) -> String {
+    let mut cluster: Value = serde_saphyr::from_str(&sample()).expect("YAML");
+    let groups = cluster["spec"]["workerGroupSpecs"]
+        .as_array_mut()
+        .expect("worker groups");
+    let mut second = groups[0].clone();
+    second["groupName"] = json!("second");
+    second["replicas"] = json!(replicas);
+    groups.push(second);
+    cluster.to_string()
+}
+
+/// The workers of one group, by name.
+fn group_members(workers: &[Pod], group: &str) -> BTreeSet<String> {
+    workers
+        .iter()
+        .filter(|p| label(p, "ray.io/group") == Some(group))
+        .map(|p| p.name_any())
+        .collect()
+}
+
 /// The pods of cluster `name`, once its head and worker exist.
 async fn head_and_worker_of(env: &Env, name: &str) -> Vec<Pod> {
     wait_until("the cluster's pods", TIMEOUT, || async {
@@ -494,6 +516,82 @@ async fn suspend_and_resume() {
     assert_eq!(
         condition(&cluster, "RayClusterProvisioned").as_deref(),
         Some("True")
+    );
+}
+
+/// `workerGroupSpecs[i].suspend` takes down that group only: the head and the other group keep
+/// running (the same pods), and the status stops counting the group until it is resumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn suspending_one_worker_group_deletes_only_its_pods_and_resuming_brings_them_back() {
+    let env = start(true).await;
+    env.apply(&sample_with_second_group(2));
+    let (heads, workers) = env.wait_for_pods(1, 3).await;
+    let first_group = group_members(&workers, "workergroup");
+    assert_eq!(first_group.len(), 1, "{workers:?}");
+    assert_eq!(group_members(&workers, "second").len(), 2);
+    env.mark_ready().await;
+    let cluster = env.wait_for_state("ready").await;
+    let status = cluster.status.expect("status");
+    assert_eq!(status.desired_worker_replicas, Some(3));
+    // Head 1 CPU + 3 workers of 1 CPU.
+    assert_eq!(status.desired_cpu.as_ref().map(|q| q.0.as_str()), Some("4"));
+
+    env.patch(json!([{"op": "add", "path": "/spec/workerGroupSpecs/1/suspend", "value": true}]));
+    let (heads_now, workers_now) = env.wait_for_pods(1, 1).await;
+    assert_eq!(names(&heads_now), names(&heads), "the head was touched");
+    assert_eq!(
+        names(&workers_now),
+        first_group,
+        "the other group's worker was touched"
+    );
+    let cluster = wait_until("desiredWorkerReplicas 1", TIMEOUT, || async {
+        let cluster = env.cluster().await;
+        let desired = cluster.status.as_ref()?.desired_worker_replicas;
+        (desired == Some(1)).then_some(cluster)
+    })
+    .await;
+    let status = cluster.status.as_ref().expect("status");
+    assert_eq!(status.desired_cpu.as_ref().map(|q| q.0.as_str()), Some("2"));
+    assert_eq!(status.ready_worker_replicas, Some(1));
+    // Suspending a group is not suspending the cluster: it stays ready with what remains.
+    assert_eq!(status.state.as_deref(), Some("ready"));
+    assert_ne!(
+        condition(&cluster, "RayClusterSuspended").as_deref(),
+        Some("True")
+    );
+    let deleted = env
+        .events()
+        .into_iter()
+        .filter(|(_, r, _)| r == "DeletedWorkerPod")
+        .count();
+    assert_eq!(
+        deleted, 2,
+        "one DeletedWorkerPod event per pod of the group"
+    );
+
+    env.patch(
+        json!([{"op": "replace", "path": "/spec/workerGroupSpecs/1/suspend", "value": false}]),
+    );
+    let (heads_now, workers_now) = env.wait_for_pods(1, 3).await;
+    assert_eq!(names(&heads_now), names(&heads));
+    assert_eq!(group_members(&workers_now, "workergroup"), first_group);
+    let second = group_members(&workers_now, "second");
+    assert_eq!(second.len(), 2);
+    assert!(
+        second.is_disjoint(&group_members(&workers, "second")),
+        "{second:?} were not recreated"
+    );
+    env.mark_ready().await;
+    let cluster = wait_until("ready with 3 desired workers", TIMEOUT, || async {
+        let cluster = env.cluster().await;
+        let status = cluster.status.as_ref()?;
+        (status.desired_worker_replicas == Some(3) && status.ready_worker_replicas == Some(3))
+            .then_some(cluster)
+    })
+    .await;
+    assert_eq!(
+        cluster.status.expect("status").state.as_deref(),
+        Some("ready")
     );
 }
 
