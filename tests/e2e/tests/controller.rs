@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
 use raygate_e2e::kubelet::{mark_all_ready, mark_failed};
@@ -415,6 +415,13 @@ async fn scaling_follows_replicas_and_workers_to_delete() {
     let (_, workers) = env.wait_for_pods(1, 2).await;
     assert!(!names(&workers).contains(&victim), "{victim} survived");
     let kept: BTreeSet<String> = names(&workers);
+    let events = env.events();
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, m)| t == "Normal" && r == "DeletedWorkerPod" && m.contains(&victim)),
+        "no DeletedWorkerPod event naming {victim}: {events:?}"
+    );
 
     env.patch(json!([
         {"op": "remove", "path": "/spec/workerGroupSpecs/0/scaleStrategy"},
@@ -428,6 +435,91 @@ async fn scaling_follows_replicas_and_workers_to_delete() {
     assert_eq!(
         cluster.status.expect("status").desired_worker_replicas,
         Some(1)
+    );
+}
+
+/// A ResourceQuota that admits one pod: the head gets in, its workers are forbidden by the API
+/// server. The user sees why (a Warning event and the `ReplicaFailure` condition); once the
+/// quota goes the cluster converges by itself and the condition clears.
+#[tokio::test(flavor = "multi_thread")]
+async fn forbidden_worker_pods_are_reported_and_the_cluster_converges_once_allowed() {
+    let env = start(true).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(env.client.clone(), NS);
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "one-pod"},
+        "spec": {"hard": {"pods": "1"}},
+    }))
+    .expect("quota");
+    quotas
+        .create(&PostParams::default(), &quota)
+        .await
+        .expect("create the quota");
+    // No controller-manager here: play its quota controller, without which the API server
+    // refuses every pod ("status unknown for quota").
+    quotas
+        .patch_status(
+            "one-pod",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}})),
+        )
+        .await
+        .expect("quota status");
+
+    env.apply(&sample());
+    let cluster = wait_until("the ReplicaFailure condition", TIMEOUT, || async {
+        let cluster = env.cluster().await;
+        (condition(&cluster, "ReplicaFailure").as_deref() == Some("True")).then_some(cluster)
+    })
+    .await;
+    let failure = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "ReplicaFailure"))
+        .cloned()
+        .expect("the condition");
+    assert_eq!(failure.reason, "FailedCreateWorkerPod");
+    assert!(
+        failure.message.contains("exceeded quota"),
+        "the message should carry the API server's reason: {}",
+        failure.message
+    );
+    let (heads, workers) = env.ray_pods().await;
+    assert_eq!((heads.len(), workers.len()), (1, 0));
+    let events = wait_until("a FailedToCreateWorkerPod event", TIMEOUT, || async {
+        let events = env.events();
+        events
+            .iter()
+            .any(|(t, r, m)| {
+                t == "Warning" && r == "FailedToCreateWorkerPod" && m.contains("exceeded quota")
+            })
+            .then_some(events)
+    })
+    .await;
+    assert!(
+        !events.iter().any(|(_, r, _)| r == "CreatedWorkerPod"),
+        "{events:?}"
+    );
+    assert_ne!(
+        cluster.status.as_ref().and_then(|s| s.state.as_deref()),
+        Some("ready")
+    );
+
+    quotas
+        .delete("one-pod", &DeleteParams::default())
+        .await
+        .expect("delete the quota");
+    env.wait_for_pods(1, 1).await;
+    env.mark_ready().await;
+    let cluster = env.wait_for_state("ready").await;
+    assert_eq!(condition(&cluster, "ReplicaFailure"), None);
+    assert_eq!(cluster.status.as_ref().and_then(|s| s.reason.clone()), None);
+    let events = env.events();
+    assert!(
+        events.iter().any(|(_, r, _)| r == "CreatedWorkerPod"),
+        "{events:?}"
     );
 }
 
