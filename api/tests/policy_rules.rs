@@ -3,8 +3,21 @@
 
 mod policy_support;
 
-use policy_support::{cluster, evaluate, found, one, set, set_at};
+use policy_support::{cluster, evaluate, found, labels, one, set, set_at};
+use raygate_api::admission::{AdmissionVerdict, admit_with_policies};
+use raygate_api::policy::{Action, PolicySet};
 use serde_json::{Value, json};
+
+/// The whole admission pipeline (inject, default, validate, evaluate), as the webhook runs it.
+fn admit(policies: &PolicySet, object: &Value) -> AdmissionVerdict {
+    admit_with_policies(
+        object,
+        None,
+        policies,
+        "team-a",
+        &labels(&[("tier", "team")]),
+    )
+}
 
 struct Case {
     name: &'static str,
@@ -128,7 +141,9 @@ fn cases() -> Vec<Case> {
             name: "worker groups",
             rules: json!({"maxWorkerGroups": {"limit": 1}}),
             breaks: |c| {
-                let group = c["spec"]["workerGroupSpecs"][0].clone();
+                let mut group = c["spec"]["workerGroupSpecs"][0].clone();
+                // A valid second group, so that only the policy decides.
+                group["groupName"] = json!("gpu-2");
                 c["spec"]["workerGroupSpecs"]
                     .as_array_mut()
                     .expect("groups")
@@ -310,34 +325,85 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Each rule under each action: the violation (rule, field, words) is the same; the action
+/// decides what admission does with it.
 #[test]
-fn each_rule_names_the_field_and_the_limit() {
+fn each_rule_names_the_field_and_the_limit_under_every_action() {
     for case in cases() {
-        let policies = one(json!({"rules": case.rules}));
         let mut broken = cluster();
         (case.breaks)(&mut broken);
-        let evaluation = evaluate(&policies, &broken);
-        let (rule, path) = case.expect;
-        assert_eq!(
-            found(&evaluation),
-            [(rule.to_owned(), path.to_owned())],
-            "{}: {:#?}",
-            case.name,
-            evaluation.violations
-        );
-        let message = &evaluation.violations[0].message;
-        for word in case.says {
+        for action in [Action::Deny, Action::Warn, Action::Audit] {
+            let name = format!("{} ({action})", case.name);
+            let policies = one(json!({"action": action, "rules": case.rules}));
+            let evaluation = evaluate(&policies, &broken);
+            let (rule, path) = case.expect;
+            assert_eq!(
+                found(&evaluation),
+                [(rule.to_owned(), path.to_owned())],
+                "{name}: {:#?}",
+                evaluation.violations
+            );
+            let message = &evaluation.violations[0].message;
+            for word in case.says {
+                assert!(message.contains(word), "{name}: {message:?} lacks {word:?}");
+            }
+            expect_admission(action, &admit(&policies, &broken), rule, message, &name);
+        }
+    }
+}
+
+#[test]
+fn deny_is_the_default_action() {
+    let policies = one(json!({"rules": {"maxGpusPerPod": {"limit": 1}}}));
+    let verdict = admit(&policies, &cluster());
+    assert!(!verdict.allowed(), "{:#?}", verdict.warnings);
+    assert_eq!(verdict.violations[0].action, Action::Deny);
+}
+
+/// What admission answers for one violation of `rule` under `action`: Deny refuses with the
+/// message, Warn admits with it as a warning, Audit admits silently and records it.
+fn expect_admission(
+    action: Action,
+    verdict: &AdmissionVerdict,
+    rule: &str,
+    message: &str,
+    name: &str,
+) {
+    let policy_warnings: Vec<&String> = verdict
+        .warnings
+        .iter()
+        .filter(|w| w.starts_with("RayPolicy p"))
+        .collect();
+    let audit = verdict.audit_annotations();
+    match action {
+        Action::Deny => {
             assert!(
-                message.contains(word),
-                "{}: {message:?} lacks {word:?}",
-                case.name
+                verdict.errors.iter().any(|e| e.message.contains(message)),
+                "{name}: denied with the message: {:#?}",
+                verdict.errors
+            );
+            assert!(policy_warnings.is_empty(), "{name}: {policy_warnings:#?}");
+            assert!(audit.is_empty(), "{name}: {audit:#?}");
+        }
+        Action::Warn => {
+            assert!(verdict.allowed(), "{name}: allowed: {:#?}", verdict.errors);
+            assert_eq!(policy_warnings.len(), 1, "{name}: {:#?}", verdict.warnings);
+            assert!(
+                policy_warnings[0].contains(message),
+                "{name}: {:?}",
+                policy_warnings[0]
+            );
+            assert!(audit.is_empty(), "{name}: {audit:#?}");
+        }
+        Action::Audit => {
+            assert!(verdict.allowed(), "{name}: allowed: {:#?}", verdict.errors);
+            assert!(policy_warnings.is_empty(), "{name}: {policy_warnings:#?}");
+            let recorded = audit.get(&format!("p.{rule}"));
+            assert!(
+                recorded.is_some_and(|text| text.contains(message)),
+                "{name}: audit annotation: {audit:#?}"
             );
         }
-        assert!(
-            evaluation.denied(),
-            "{}: Deny is the default action",
-            case.name
-        );
     }
 }
 
