@@ -99,6 +99,39 @@ fn json_output_lists_errors_warnings_and_the_patch() {
     assert!(report["patch"].as_array().is_some_and(|p| !p.is_empty()));
 }
 
+/// What `kubectl get rayclusters -o json` prints (a `List`), and the same objects as a JSON
+/// stream (`jq -c '.items[]'`): both are checked object by object, not skipped as other kinds.
+#[test]
+fn a_kubectl_list_and_a_json_stream_are_checked_object_by_object() {
+    let broken: serde_json::Value = serde_json::to_value(
+        raygate_api::manifest::parse_documents(include_str!("data/invalid-raycluster.yaml"))
+            .expect("YAML")
+            .remove(0),
+    )
+    .expect("JSON");
+    let mut fine = serde_json::from_str::<serde_json::Value>(
+        r#"{"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "fine"},
+            "spec": {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers":
+            [{"name": "ray-head", "image": "rayproject/ray:2.46.0"}]}}}}}"#,
+    )
+    .expect("JSON");
+    fine["metadata"]["namespace"] = "default".into();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [fine, broken]});
+    let stream = format!("{fine}\n{broken}\n");
+    for input in [list.to_string(), stream] {
+        let output = raygate(&["check", "--output", "json", "-"], Some(&input));
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        let reports: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let verdicts: Vec<(&str, bool)> = reports
+            .as_array()
+            .expect("reports")
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap_or(""), r["allowed"] == true))
+            .collect();
+        assert_eq!(verdicts, [("fine", true), ("broken", false)], "{input}");
+    }
+}
+
 #[test]
 fn unreadable_input_exits_2_with_file_line_and_column() {
     let output = raygate(&["check", "-"], Some("kind: RayCluster\nspec: [unclosed\n"));
