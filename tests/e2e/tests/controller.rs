@@ -28,12 +28,18 @@ struct Env {
 }
 
 async fn start(with_webhook: bool) -> Env {
+    start_with(with_webhook, &[]).await
+}
+
+/// Same, the controller started with extra flags (`--namespace=...`).
+async fn start_with(with_webhook: bool, controller_flags: &[&str]) -> Env {
     let cp = ControlPlane::start_async()
         .await
         .expect("start the control plane (tests/controlplane/build.sh)");
     install_ray_crds(&cp).expect("raygate's CRDs install");
     let webhook = with_webhook.then(|| Webhook::start(&cp).expect("start raygate webhook"));
-    let controller = Controller::start(&cp).expect("start raygate controller");
+    let controller =
+        Controller::start_with(&cp, controller_flags).expect("start raygate controller");
     let client = cp.client().await.expect("kube client");
     Env {
         cp,
@@ -796,6 +802,64 @@ async fn a_controller_killed_while_creating_50_workers_ends_with_exactly_50() {
         .filter_map(|p| label(p, "ray.io/worker-group-replica-index"))
         .collect();
     assert_eq!(indices.len(), 50, "replica indices repeat");
+}
+
+/// `--namespace=team-a`: the controller materializes team-a's cluster and leaves a cluster in
+/// team-b alone (no pods, no Service, no status), as a namespaced install must.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_one_watched_namespace_a_cluster_elsewhere_is_left_alone() {
+    let mut env = start_with(true, &["--namespace=team-a"]).await;
+    for namespace in ["team-a", "team-b"] {
+        env.kubectl_ok(&["create", "namespace", namespace], None);
+        env.kubectl_ok(&["apply", "-n", namespace, "-f", "-"], Some(&sample()));
+    }
+    let clusters = |namespace| Api::<RayCluster>::namespaced(env.client.clone(), namespace);
+    let pods = |namespace| Api::<Pod>::namespaced(env.client.clone(), namespace);
+    let selector = format!("ray.io/cluster={CLUSTER}");
+
+    let watched = wait_until("team-a's head and worker", TIMEOUT, || async {
+        let list = pods("team-a")
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .expect("list team-a's pods");
+        (list.items.len() == 2).then_some(list.items)
+    })
+    .await;
+    let uid = clusters("team-a").get(CLUSTER).await.expect("team-a").uid();
+    assert!(
+        watched
+            .iter()
+            .all(|p| owned_by(p, uid.as_deref().expect("uid"))),
+        "{watched:?}"
+    );
+    mark_all_ready(&pods("team-a"), &selector)
+        .await
+        .expect("mark team-a's pods ready");
+    wait_until("team-a ready", TIMEOUT, || async {
+        let cluster = clusters("team-a").get(CLUSTER).await.ok()?;
+        (cluster.status?.state.as_deref() == Some("ready")).then_some(())
+    })
+    .await;
+
+    // The controller is busy and healthy; give it time to (wrongly) reach team-b too.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let unwatched = pods("team-b")
+        .list(&ListParams::default())
+        .await
+        .expect("list team-b's pods");
+    assert!(unwatched.items.is_empty(), "{:?}", names(&unwatched.items));
+    let services: Api<Service> = Api::namespaced(env.client.clone(), "team-b");
+    assert!(
+        services
+            .get_opt("raycluster-kuberay-head-svc")
+            .await
+            .expect("get a Service")
+            .is_none(),
+        "a head Service was created in team-b"
+    );
+    let other = clusters("team-b").get(CLUSTER).await.expect("team-b");
+    assert_eq!(other.status, None, "team-b's cluster got a status");
+    assert!(!env.controller.exited());
 }
 
 #[tokio::test(flavor = "multi_thread")]
