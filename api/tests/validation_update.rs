@@ -137,14 +137,56 @@ fn cases() -> Vec<Case> {
             cluster(),
         ),
         update(
+            deny(
+                "U-groupName",
+                with(
+                    cluster(),
+                    &[("/spec/workerGroupSpecs/0/groupName", json!("small-v2"))],
+                ),
+                "spec.workerGroupSpecs[0].groupName",
+                &["worker group small cannot be renamed to small-v2 while the cluster runs"],
+            ),
+            cluster(),
+        ),
+        update(
             allow(
-                "U-numOfHosts-rename",
+                "U-groupName-suspended",
+                suspended(with(
+                    cluster(),
+                    &[("/spec/workerGroupSpecs/0/groupName", json!("small-v2"))],
+                )),
+            ),
+            suspended(cluster()),
+        ),
+        update(
+            // A new group in place of the old one, the old one kept elsewhere: no rename.
+            allow("U-groupName-added", {
+                let small = cluster()["spec"]["workerGroupSpecs"][0].clone();
+                let added = with(small.clone(), &[("/groupName", json!("added"))]);
+                with(
+                    cluster(),
+                    &[("/spec/workerGroupSpecs", json!([added, small]))],
+                )
+            }),
+            cluster(),
+        ),
+        update(
+            // Removing a group: the new object has fewer groups, none renamed.
+            allow(
+                "U-groupName-removed",
+                with(cluster(), &[("/spec/workerGroupSpecs", json!([]))]),
+            ),
+            cluster(),
+        ),
+        update(
+            allow(
+                "U-numOfHosts-new-group",
                 with(
                     two_hosts(cluster()),
                     &[("/spec/workerGroupSpecs/0/groupName", json!("small-v2"))],
                 ),
             ),
-            cluster(),
+            suspended(cluster()),
         ),
         update(
             allow("U-numOfHosts-suspended", suspended(two_hosts(cluster()))),

@@ -5,8 +5,12 @@
 //!   object to MultiKueue (or back) is.
 //! * U-gcsBackend: `gcsFaultToleranceOptions.backend` can't change (CRD); unset means redis.
 //! * U-numOfHosts: a worker group's `numOfHosts` can't change while the cluster runs: its
-//!   multi-host replicas exist as sets of that many pods. Renaming a group (removing one and
-//!   adding another) is fine. A suspended cluster has no pods, so anything goes.
+//!   multi-host replicas exist as sets of that many pods. A suspended cluster has no pods, so
+//!   anything goes.
+//! * U-groupName: a worker group can't be renamed while the cluster runs (the group at the
+//!   same position gets a name neither object had, and its old name is gone): its pods carry
+//!   the name, and the Ray autoscaler knows the group by it. Adding and removing groups, or
+//!   reordering them, stays possible.
 //! * U-clusterSelector, U-entrypoint, U-rayClusterSpec: once a RayJob has started
 //!   (`status.jobDeploymentStatus` set and not `New`), KubeRay silently ignores changes to
 //!   them; raygate says so. `rayClusterSpec` may change while the job is suspended — when the
@@ -26,6 +30,7 @@ pub(crate) fn check_raycluster(v: &mut Validation, new: &RayCluster, old: &RayCl
     let suspended = new.spec.suspend == Some(true) || old.spec.suspend == Some(true);
     if !suspended {
         check_num_of_hosts(v, &new.spec, &old.spec, "spec");
+        check_group_names(v, &new.spec, &old.spec, "spec");
     }
 }
 
@@ -134,6 +139,26 @@ fn check_managed_by(v: &mut Validation, new: Option<&str>, old: Option<&str>, pa
             path,
             format!("the managedBy field is immutable: it is {old}, the update sets {new}"),
         );
+    }
+}
+
+fn check_group_names(v: &mut Validation, new: &RayClusterSpec, old: &RayClusterSpec, prefix: &str) {
+    let (new_groups, old_groups) = (worker_groups(new), worker_groups(old));
+    let named = |groups: &[crate::WorkerGroupSpec], name: &str| {
+        groups.iter().any(|group| group.group_name == name)
+    };
+    for (index, (group, before)) in new_groups.iter().zip(old_groups).enumerate() {
+        let (after, before) = (group.group_name.as_str(), before.group_name.as_str());
+        if after != before && !named(new_groups, before) && !named(old_groups, after) {
+            v.error(
+                format!("{prefix}.workerGroupSpecs[{index}].groupName"),
+                format!(
+                    "worker group {before} cannot be renamed to {after} while the cluster runs: \
+                     its pods carry the name; suspend the cluster first, or add {after} as a new \
+                     group and remove {before}"
+                ),
+            );
+        }
     }
 }
 
