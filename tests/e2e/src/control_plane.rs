@@ -272,6 +272,25 @@ impl ControlPlane {
         self.apiserver_port
     }
 
+    /// etcd's client port.
+    pub fn etcd_port(&self) -> u16 {
+        self.etcd_port
+    }
+
+    /// etcd's peer port (a one-member cluster still listens on it).
+    pub fn etcd_peer_port(&self) -> u16 {
+        self.etcd_peer_port
+    }
+
+    /// Pids of the running etcd and kube-apiserver processes.
+    pub fn pids(&self) -> Vec<u32> {
+        [&self.etcd, &self.apiserver]
+            .into_iter()
+            .flatten()
+            .map(Supervised::pid)
+            .collect()
+    }
+
     /// `http://127.0.0.1:<port>` of etcd's client listener.
     pub fn etcd_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.etcd_port)
@@ -695,7 +714,7 @@ fn sweep_leaked_dirs() {
 }
 
 /// Distinct free ports on 127.0.0.1 (all held open while choosing, so they differ).
-pub(crate) fn free_loopback_ports<const N: usize>() -> Result<[u16; N]> {
+pub fn free_loopback_ports<const N: usize>() -> Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
         .collect::<io::Result<Vec<_>>>()

@@ -9,6 +9,7 @@ pub mod hello_serve;
 pub mod helm;
 pub mod kubelet;
 pub mod kuberay_samples;
+pub mod listeners;
 pub mod ray_crds;
 pub mod ray_env;
 pub mod ray_head;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
+use raygate_e2e::listeners::listeners_on;
 use raygate_e2e::{Binaries, ControlPlane};
 use serde_json::{Value, json};
 
@@ -26,23 +27,6 @@ fn kubectl_ok(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> String {
     let out = cp.kubectl(args, stdin).expect("run kubectl");
     assert!(out.success(), "kubectl {args:?} failed:\n{out}");
     out.stdout
-}
-
-/// Local addresses (hex `AABBCCDD:PPPP` as in /proc/net/tcp) listening on `port`.
-fn listeners_on(port: u16) -> Vec<String> {
-    let mut found = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() > 3 && cols[3] == "0A" && cols[1].ends_with(&format!(":{port:04X}")) {
-                found.push(cols[1].to_string());
-            }
-        }
-    }
-    found
 }
 
 #[test]
@@ -80,7 +64,7 @@ fn control_plane_is_ready_and_reports_its_version() {
     );
 
     // Loopback only: etcd's client port and the API server's port listen on 127.0.0.1 alone.
-    for port in [cp.apiserver_port(), etcd_port(&cp)] {
+    for port in [cp.apiserver_port(), cp.etcd_port()] {
         let addrs = listeners_on(port);
         assert!(!addrs.is_empty(), "nothing listens on port {port}");
         assert!(
@@ -92,14 +76,6 @@ fn control_plane_is_ready_and_reports_its_version() {
     assert!(cp.kubeconfig_path().is_file());
     assert!(cp.apiserver_log_path().is_file());
     assert!(cp.etcd_log_path().is_file());
-}
-
-fn etcd_port(cp: &ControlPlane) -> u16 {
-    cp.etcd_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("etcd url has a port")
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ async fn main() -> Result<()> {
         started.elapsed().as_secs_f64(),
         cp.server_url()
     );
+    println!("etcd: {}", cp.etcd_url());
     println!("kubeconfig: {}", cp.kubeconfig_path().display());
     println!(
         "logs: {} {}",
