@@ -1,8 +1,8 @@
 //! RayPolicy through the real API server: a policy applied with kubectl is enforced within
 //! seconds by the running webhook (no restart), only in the namespaces it selects; switching it
-//! to Warn admits with a kubectl `Warning:`; deleting it stops it; a malformed RayPolicy is
-//! refused at its own apply. Its `status` says whether it is enforced and what it counted,
-//! summed over two webhook replicas.
+//! to Warn admits with a kubectl `Warning:`; deleting it stops it (the create it refused just
+//! before succeeds); a malformed RayPolicy is refused at its own apply. Its `status` says
+//! whether it is enforced and what it counted, summed over two webhook replicas.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,15 @@ spec:
 fn apply_sample(cp: &ControlPlane, namespace: &str) -> KubectlOutput {
     let yaml = sample_text("ray-cluster.sample.yaml").expect("KubeRay sample");
     kubectl(cp, &["apply", "-n", namespace, "-f", "-"], Some(&yaml))
+}
+
+/// `kubectl create` of the same sample as `raycluster-second` in `team-a`: a new object, so a
+/// refusal can only come from admission.
+fn create_second_sample(cp: &ControlPlane) -> KubectlOutput {
+    let yaml = sample_text("ray-cluster.sample.yaml")
+        .expect("KubeRay sample")
+        .replace("name: raycluster-kuberay", "name: raycluster-second");
+    kubectl(cp, &["create", "-n", "team-a", "-f", "-"], Some(&yaml))
 }
 
 /// Retries `attempt` until `done` says so or the propagation deadline passes; returns the
@@ -318,8 +327,8 @@ fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
          above the limit of 2\n"
     );
 
-    // Deleted: it stops applying (no warning on the next change).
-    kubectl_ok(&cp, &["delete", "raypolicy", "team-quota"], None);
+    // Deleting the policy stops it. First the controls: while it is stored, a change to the
+    // stored cluster is warned about and, switched back to Deny, a new cluster is refused.
     let annotate = |n: u32| {
         kubectl(
             &cp,
@@ -335,6 +344,43 @@ fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
             None,
         )
     };
+    let warned_change = annotate(0);
+    assert!(
+        warned_change.success()
+            && warned_change
+                .stderr
+                .contains("Warning: RayPolicy team-quota"),
+        "a change under the Warn policy is not warned about:\n{warned_change}"
+    );
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&quota_policy("Deny")));
+    let refused = |o: &KubectlOutput| o.stderr.contains("RayPolicy team-quota");
+    let create_or_undo = || {
+        let out = create_second_sample(&cp);
+        if out.success() {
+            // Admitted before the switch reached the webhook: undo it, so the next try is a
+            // create again.
+            let undo = ["delete", "-n", "team-a", "raycluster", "raycluster-second"];
+            kubectl_ok(&cp, &undo, None);
+        }
+        out
+    };
+    let (out, took) = within_propagation(create_or_undo, refused);
+    assert!(
+        !out.success()
+            && out
+                .stderr
+                .contains("RayPolicy team-quota (maxReplicasPerGroup)"),
+        "a new cluster is still admitted {took:?} after switching back to Deny:\n{out}"
+    );
+
+    // Deleted: within seconds the create it refused succeeds, and a change has no warning.
+    kubectl_ok(&cp, &["delete", "raypolicy", "team-quota"], None);
+    let (out, took) = within_propagation(|| create_second_sample(&cp), KubectlOutput::success);
+    assert!(
+        out.success() && !out.stderr.contains("RayPolicy"),
+        "the create is still refused {took:?} after the policy was deleted:\n{out}"
+    );
+    eprintln!("policy stopped applying {took:?} after kubectl delete");
     let mut touches = 0;
     let (out, took) = within_propagation(
         || {
