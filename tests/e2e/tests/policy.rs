@@ -2,7 +2,8 @@
 //! seconds by the running webhook (no restart), only in the namespaces it selects; switching it
 //! to Warn admits with a kubectl `Warning:`; deleting it stops it (the create it refused just
 //! before succeeds); a malformed RayPolicy is refused at its own apply. Its `status` says
-//! whether it is enforced and what it counted, summed over two webhook replicas.
+//! whether it is enforced and what it counted, summed over two webhook replicas. A policy's
+//! `inject` lands in objects applied server-side, and re-applying them changes nothing.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::{
     ControlPlane, KubectlOutput, Webhook, WebhookOptions, install_policy_crd, install_ray_crds,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The issue's promise: a policy change applies within 5 s.
 const PROPAGATION: Duration = Duration::from_secs(5);
@@ -465,4 +466,163 @@ spec:
             "missing {expected} in\n{metrics}"
         );
     }
+}
+
+/// GPU defaults for the `ml` namespace: every `inject` field the policy type has.
+const GPU_DEFAULTS_POLICY: &str = r#"apiVersion: raygate.io/v1alpha1
+kind: RayPolicy
+metadata:
+  name: gpu-defaults
+spec:
+  match:
+    namespaces: [ml]
+  inject:
+    labels:
+      cost-center: ml-research
+    annotations:
+      example.com/owner: platform
+    priorityClassName: ray-batch
+    imagePullSecrets:
+    - name: registry-creds
+    gpuGroups:
+      tolerations:
+      - key: example.com/gpu-pool
+        operator: Equal
+        value: ray
+        effect: NoSchedule
+      nodeSelector:
+        example.com/accelerator: h100
+"#;
+
+/// A CPU head and one GPU worker group; the user sets its own `cost-center`.
+const GPU_CLUSTER: &str = r#"apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: gpu-cluster
+  namespace: ml
+  labels:
+    cost-center: set-by-user
+spec:
+  rayVersion: "2.46.0"
+  headGroupSpec:
+    rayStartParams: {}
+    template:
+      spec:
+        containers:
+        - name: ray-head
+          image: rayproject/ray:2.46.0
+          resources:
+            limits: {cpu: "2", memory: 8Gi}
+  workerGroupSpecs:
+  - groupName: gpu
+    replicas: 1
+    minReplicas: 1
+    maxReplicas: 2
+    rayStartParams: {}
+    template:
+      spec:
+        containers:
+        - name: ray-worker
+          image: rayproject/ray:2.46.0-gpu
+          resources:
+            limits: {cpu: "8", memory: 32Gi, nvidia.com/gpu: 1}
+"#;
+
+#[test]
+fn injections_land_through_server_side_apply_and_reapplying_changes_nothing() {
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    install_ray_crds(&cp).expect("Ray CRDs install");
+    install_policy_crd(&cp).expect("RayPolicy CRD installs");
+    let _webhook = Webhook::start_with(
+        &cp,
+        &WebhookOptions {
+            watch_cluster: true,
+            policy_dir: None,
+        },
+    )
+    .expect("start raygate webhook watching the cluster");
+    kubectl_ok(&cp, &["create", "namespace", "ml"], None);
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(GPU_DEFAULTS_POLICY));
+    wait_for_policy(&cp, "gpu-defaults", "Ready", ready_for_current_generation);
+
+    let apply = [
+        "apply",
+        "--server-side",
+        "--field-manager=gitops",
+        "-f",
+        "-",
+    ];
+    kubectl_ok(&cp, &apply, Some(GPU_CLUSTER));
+    let get = || {
+        let out = kubectl_ok(
+            &cp,
+            &["get", "raycluster", "-n", "ml", "gpu-cluster", "-o", "json"],
+            None,
+        );
+        serde_json::from_str::<Value>(&out.stdout).expect("kubectl prints JSON")
+    };
+    let first = get();
+
+    // The object: the user's label wins, the policy's annotation is added.
+    let metadata = &first["metadata"];
+    assert_eq!(
+        metadata["labels"]["cost-center"], "set-by-user",
+        "{first:#}"
+    );
+    assert_eq!(
+        metadata["annotations"]["example.com/owner"], "platform",
+        "{first:#}"
+    );
+    // Every Ray pod template: labels, annotations, priorityClassName, imagePullSecrets.
+    let head = &first["spec"]["headGroupSpec"]["template"];
+    let worker = &first["spec"]["workerGroupSpecs"][0]["template"];
+    for template in [head, worker] {
+        assert_eq!(
+            template["metadata"]["labels"]["cost-center"], "ml-research",
+            "{template:#}"
+        );
+        assert_eq!(
+            template["metadata"]["annotations"]["example.com/owner"], "platform",
+            "{template:#}"
+        );
+        assert_eq!(
+            template["spec"]["priorityClassName"], "ray-batch",
+            "{template:#}"
+        );
+        assert_eq!(
+            template["spec"]["imagePullSecrets"],
+            json!([{"name": "registry-creds"}]),
+            "{template:#}"
+        );
+    }
+    // GPU groups only: the toleration and the node selector.
+    let pool_toleration = json!({
+        "key": "example.com/gpu-pool", "operator": "Equal", "value": "ray", "effect": "NoSchedule"
+    });
+    let tolerations = |template: &Value| -> Vec<Value> {
+        template["spec"]["tolerations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(tolerations(worker).contains(&pool_toleration), "{worker:#}");
+    assert_eq!(
+        worker["spec"]["nodeSelector"]["example.com/accelerator"], "h100",
+        "{worker:#}"
+    );
+    assert!(!tolerations(head).contains(&pool_toleration), "{head:#}");
+    assert!(
+        head["spec"]["nodeSelector"]["example.com/accelerator"].is_null(),
+        "{head:#}"
+    );
+
+    // The same manifest again: the webhook injects into it exactly what it injected the
+    // first time and nothing more, so the result is the stored object and nothing is written.
+    kubectl_ok(&cp, &apply, Some(GPU_CLUSTER));
+    let second = get();
+    assert_eq!(
+        first["metadata"]["resourceVersion"], second["metadata"]["resourceVersion"],
+        "re-applying the same manifest wrote a new version:\n{second:#}"
+    );
+    assert_eq!(first["spec"], second["spec"]);
 }
