@@ -6,7 +6,8 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use raygate_e2e::listeners::listeners_on;
+use raygate_e2e::control_plane::KEEP_DIR_ENV;
+use raygate_e2e::listeners::{listeners_on, process_running};
 use raygate_e2e::{Binaries, ControlPlane};
 use serde_json::{Value, json};
 
@@ -238,4 +239,81 @@ fn missing_binaries_fail_loudly_and_name_the_build_script() {
     assert!(msg.contains("kube-apiserver"), "{msg}");
     assert!(msg.contains("etcd"), "{msg}");
     assert!(msg.contains("kubectl"), "{msg}");
+}
+
+/// The ports and processes of a running control plane, to check once it is gone.
+struct Footprint {
+    ports: Vec<u16>,
+    pids: Vec<u32>,
+    dir: std::path::PathBuf,
+}
+
+impl Footprint {
+    fn of(cp: &ControlPlane) -> Self {
+        let footprint = Footprint {
+            ports: vec![cp.apiserver_port(), cp.etcd_port(), cp.etcd_peer_port()],
+            pids: cp.pids(),
+            dir: cp.dir().to_path_buf(),
+        };
+        assert_eq!(footprint.pids.len(), 2, "etcd and kube-apiserver run");
+        for &port in &footprint.ports {
+            assert!(!listeners_on(port).is_empty(), "nothing listens on {port}");
+        }
+        for &pid in &footprint.pids {
+            assert!(process_running(pid), "process {pid} is not running");
+        }
+        footprint
+    }
+
+    /// Drop kills and reaps the children before it returns: no waiting needed.
+    fn assert_gone(&self) {
+        for &port in &self.ports {
+            let left = listeners_on(port);
+            assert!(left.is_empty(), "port {port} still listens: {left:?}");
+        }
+        for &pid in &self.pids {
+            assert!(
+                !process_running(pid),
+                "process {pid} outlived the control plane"
+            );
+        }
+    }
+}
+
+#[test]
+fn dropping_the_control_plane_stops_its_processes_and_frees_its_ports() {
+    let cp = start();
+    let footprint = Footprint::of(&cp);
+    drop(cp);
+    footprint.assert_gone();
+    if std::env::var_os(KEEP_DIR_ENV).is_none() {
+        assert!(
+            !footprint.dir.exists(),
+            "the temp dir of a passing test is removed"
+        );
+    }
+}
+
+#[test]
+fn a_panic_while_holding_the_control_plane_stops_it_and_keeps_its_logs() {
+    let noted = std::sync::Mutex::new(None);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cp = start();
+        if let Ok(mut noted) = noted.lock() {
+            *noted = Some(Footprint::of(&cp));
+        }
+        panic!("a failing test while the control plane runs");
+    }));
+    assert!(outcome.is_err(), "the closure panics");
+    let footprint = noted
+        .into_inner()
+        .expect("lock")
+        .expect("the control plane started before the panic");
+    footprint.assert_gone();
+    // A failing test's logs are kept for a look; this one is done with them.
+    assert!(
+        footprint.dir.join("kube-apiserver.log").is_file(),
+        "the dir of a panicking test is kept"
+    );
+    std::fs::remove_dir_all(&footprint.dir).expect("remove the kept dir");
 }
