@@ -83,26 +83,123 @@ fn the_stored_sample_shows_raygates_defaults() {
     );
 }
 
+/// Per kind, fields raygate defaults (JSON pointer, default). A sample that sets one itself
+/// keeps its own value; the test expects that instead.
+fn defaults_of(kind: &str) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        "RayCluster" => &[
+            (
+                "/spec/headGroupSpec/rayStartParams/dashboard-host",
+                "0.0.0.0",
+            ),
+            ("/spec/headGroupSpec/rayStartParams/block", "true"),
+        ],
+        "RayJob" => &[
+            ("/spec/submissionMode", "K8sJobMode"),
+            ("/spec/backoffLimit", "0"),
+            (
+                "/spec/rayClusterSpec/headGroupSpec/rayStartParams/dashboard-host",
+                "0.0.0.0",
+            ),
+        ],
+        "RayService" => &[
+            ("/spec/rayClusterDeletionDelaySeconds", "60"),
+            (
+                "/spec/rayClusterConfig/headGroupSpec/rayStartParams/dashboard-host",
+                "0.0.0.0",
+            ),
+        ],
+        "RayCronJob" => &[("/spec/jobTemplate/submissionMode", "K8sJobMode")],
+        _ => &[],
+    }
+}
+
+/// A JSON scalar as `kubectl -o jsonpath` would print it: strings bare, numbers as digits.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
 #[test]
 fn every_kuberay_sample_is_admitted_and_normalized_through_the_api_server() {
     let cluster = start();
     let samples = ray_objects().expect("KubeRay samples");
     assert!(samples.len() >= 80, "only {} Ray objects", samples.len());
+    // Per kind: how many samples had a default filled in (not set by the sample itself).
+    let mut defaulted: std::collections::BTreeMap<String, usize> = Default::default();
     for (index, (file, object)) in samples.iter().enumerate() {
         // Each in its own namespace: samples reuse names.
         let namespace = format!("sample-{index}");
         kubectl_ok(&cluster.cp, &["create", "namespace", &namespace], None);
-        let json = serde_json::to_string(object).expect("JSON");
-        // `create`, not `apply`: some samples use generateName.
-        let args = ["create", "-n", &namespace, "-o", "json", "-f", "-"];
-        let out = kubectl(&cluster.cp, &args, Some(&json));
+        let kind = object["kind"].as_str().expect("kind").to_string();
+        let mut object = object.clone();
+        // `kubectl apply` needs a name; three samples only have generateName.
+        if object["metadata"]["name"].as_str().is_none() {
+            let prefix = object["metadata"]["generateName"]
+                .as_str()
+                .expect("a name or generateName")
+                .to_string();
+            object["metadata"]["name"] = Value::from(format!("{prefix}applied"));
+            if let Some(metadata) = object["metadata"].as_object_mut() {
+                metadata.remove("generateName");
+            }
+        }
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        let json = serde_json::to_string(&object).expect("JSON");
+        let out = kubectl(
+            &cluster.cp,
+            &["apply", "-n", &namespace, "-f", "-"],
+            Some(&json),
+        );
         assert!(out.success(), "{file}: rejected:\n{out}");
-        let stored: Value = serde_json::from_str(&out.stdout).expect("JSON");
+
+        // Read back what the API server stored.
+        let resource = format!("{}/{name}", kind.to_lowercase());
+        let stored: Value = serde_json::from_str(&kubectl_ok(
+            &cluster.cp,
+            &["get", "-n", &namespace, &resource, "-o", "json"],
+            None,
+        ))
+        .expect("JSON");
         assert_eq!(
             stored["metadata"]["annotations"]["raygate.io/normalized"], "1",
             "{file}: not normalized"
         );
+        let mut filled_in = false;
+        for &(pointer, default) in defaults_of(&kind) {
+            // A group's defaults need the group: a RayJob for an existing cluster has none.
+            if let Some((group, _)) = pointer.split_once("/rayStartParams")
+                && object.pointer(group).is_none()
+            {
+                continue;
+            }
+            let own = object.pointer(pointer).and_then(scalar_text);
+            let expected = own.clone().unwrap_or_else(|| default.to_string());
+            let got = stored.pointer(pointer).and_then(scalar_text);
+            assert_eq!(
+                got.as_deref(),
+                Some(expected.as_str()),
+                "{file} ({kind} {name}): {pointer} as stored"
+            );
+            filled_in |= own.is_none();
+        }
+        if filled_in {
+            *defaulted.entry(kind).or_default() += 1;
+        }
     }
+    for kind in ["RayCluster", "RayJob", "RayService", "RayCronJob"] {
+        assert!(
+            defaulted.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} sample showed a default raygate filled in: {defaulted:?}"
+        );
+    }
+    eprintln!("samples with a default filled in, per kind: {defaulted:?}");
 }
 
 #[test]
