@@ -159,6 +159,70 @@ fn tpu_limits_become_the_tpu_custom_resource_and_toleration() {
     );
 }
 
+/// Every GPU and accelerator name KubeRay knows: `num-gpus` (or the custom resource) and the
+/// device's node taint tolerated, once.
+#[test]
+fn amd_mig_intel_and_neuron_limits_are_derived_like_kuberay() {
+    let cases = [
+        ("amd.com/gpu: 2", Some("2"), None, Some("amd.com/gpu")),
+        (
+            "nvidia.com/mig-1g.5gb: 1",
+            Some("1"),
+            None,
+            Some("nvidia.com/gpu"),
+        ),
+        ("intel.com/gpu: 3", Some("3"), None, None),
+        (
+            "aws.amazon.com/neuroncore: 2",
+            None,
+            Some(r#"'{"neuron_cores":2}'"#),
+            None,
+        ),
+    ];
+    for (limit, gpus, resources, taint) in cases {
+        let value = normalized(&CLUSTER.replace("nvidia.com/gpu: 2", limit));
+        let group = worker(&value);
+        let params = &group["rayStartParams"];
+        assert_eq!(params["num-gpus"].as_str(), gpus, "{limit}");
+        assert_eq!(params["resources"].as_str(), resources, "{limit}");
+        let tolerations = &group["template"]["spec"]["tolerations"];
+        match taint {
+            Some(key) => assert_eq!(
+                tolerations,
+                &json!([{"key": key, "operator": "Exists", "effect": "NoSchedule"}]),
+                "{limit}"
+            ),
+            None => assert!(tolerations.is_null(), "{limit}: {tolerations}"),
+        }
+    }
+}
+
+/// KubeRay adds the accelerator to a user's own `resources` (unless it names one already);
+/// raygate writes the same merge, and only once.
+#[test]
+fn a_users_resources_get_the_accelerator_entry_merged_in() {
+    let with_params = |params: &str| {
+        CLUSTER
+            .replace("nvidia.com/gpu: 2", "google.com/tpu: 4")
+            .replace(
+                "    maxReplicas: 4\n",
+                &format!("    maxReplicas: 4\n    rayStartParams: {{resources: '{params}'}}\n"),
+            )
+    };
+    let value = normalized(&with_params(r#"{"custom": 2}"#));
+    let merged = &worker(&value)["rayStartParams"]["resources"];
+    assert_eq!(merged, r#"'{"TPU":4,"custom":2}'"#);
+    let again = normalized(&serde_json::to_string(&value).expect("serializes"));
+    assert_eq!(again, value, "a second pass changes nothing");
+
+    // A user who sized the accelerator themselves keeps their figure.
+    let value = normalized(&with_params(r#"{"TPU": 1, "custom": 2}"#));
+    assert_eq!(
+        worker(&value)["rayStartParams"]["resources"],
+        r#"{"TPU": 1, "custom": 2}"#
+    );
+}
+
 #[test]
 fn dev_shm_is_memory_backed_and_sized_to_the_memory_limit() {
     let value = normalized(CLUSTER);

@@ -33,6 +33,15 @@ impl Ledger {
         }
     }
 
+    /// Whether `map[field]` holds a value the user wrote: set, and not what raygate recorded
+    /// deriving under `key`.
+    pub fn is_users(&self, map: &Map<String, Value>, field: &str, key: &str) -> bool {
+        match map.get(field) {
+            None | Some(Value::Null) => false,
+            Some(existing) => self.previous.get(key) != Some(existing),
+        }
+    }
+
     /// Sets `map[field]` (recorded under `key`) to `derived`, unless the user owns the field.
     /// `None` means nothing can be derived any more: a value raygate wrote is removed.
     pub fn derive(
@@ -42,11 +51,7 @@ impl Ledger {
         key: String,
         derived: Option<Value>,
     ) {
-        let ours = match map.get(field) {
-            None | Some(Value::Null) => true,
-            Some(existing) => self.previous.get(&key) == Some(existing),
-        };
-        if !ours {
+        if self.is_users(map, field, &key) {
             return;
         }
         match derived {

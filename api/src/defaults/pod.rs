@@ -149,7 +149,8 @@ struct DerivedParams {
     cpus: Option<Value>,
     memory: Option<Value>,
     gpus: Option<Value>,
-    resources: Option<Value>,
+    /// Ray custom resources: `TPU` or `neuron_cores`, `accelerator_type:<type>`.
+    custom: Map<String, Value>,
 }
 
 impl DerivedParams {
@@ -187,13 +188,11 @@ impl DerivedParams {
         if let Some(accelerator) = accelerator {
             custom.insert(format!("accelerator_type:{accelerator}"), json!(1));
         }
-        // Single-quoted because KubeRay pastes the value into a shell command line.
-        let resources = (!custom.is_empty()).then(|| json!(format!("'{}'", Value::Object(custom))));
         Self {
             cpus,
             memory,
             gpus,
-            resources,
+            custom,
         }
     }
 
@@ -202,7 +201,52 @@ impl DerivedParams {
         ledger.derive(params, "num-cpus", key("num-cpus"), self.cpus);
         ledger.derive(params, "memory", key("memory"), self.memory);
         ledger.derive(params, "num-gpus", key("num-gpus"), self.gpus);
-        ledger.derive(params, "resources", key("resources"), self.resources);
+        let resources = key("resources");
+        if !self.custom.is_empty() && ledger.is_users(params, "resources", &resources) {
+            merge_custom_resources(params, self.custom);
+        } else {
+            let derived = (!self.custom.is_empty()).then(|| resources_param(&self.custom));
+            ledger.derive(params, "resources", resources, derived);
+        }
+    }
+}
+
+/// `rayStartParams.resources` as KubeRay writes it: JSON, single-quoted because KubeRay pastes
+/// the value into a shell command line.
+fn resources_param(custom: &Map<String, Value>) -> Value {
+    let mut text = String::with_capacity(64);
+    text.push('\'');
+    text.push_str(&Value::Object(custom.clone()).to_string());
+    text.push('\'');
+    Value::String(text)
+}
+
+/// A user's own `resources` gets the accelerator's entry added, as KubeRay adds it at pod
+/// build time, unless it already names an accelerator (`TPU`, `neuron_cores`) or the entry.
+/// A value that isn't a JSON object is left for validation to report.
+fn merge_custom_resources(params: &mut Map<String, Value>, custom: Map<String, Value>) {
+    let Some(text) = params.get("resources").and_then(Value::as_str) else {
+        return;
+    };
+    let Ok(Value::Object(mut resources)) =
+        serde_json::from_str::<Value>(text.trim_matches(|c: char| "'\"` ".contains(c)))
+    else {
+        return;
+    };
+    let has_accelerator = ["TPU", "neuron_cores"]
+        .iter()
+        .any(|name| resources.contains_key(*name));
+    let mut added = false;
+    for (name, value) in custom {
+        let is_device = name == "TPU" || name == "neuron_cores";
+        if (is_device && has_accelerator) || resources.contains_key(&name) {
+            continue;
+        }
+        resources.insert(name, value);
+        added = true;
+    }
+    if added {
+        params.insert("resources".into(), resources_param(&resources));
     }
 }
 
