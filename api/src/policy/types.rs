@@ -152,7 +152,7 @@ impl RayKind {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyRules {
-    /// GPUs (nvidia.com/gpu, amd.com/gpu, nvidia.com/mig-*, google.com/tpu) one Ray pod may use.
+    /// GPUs one Ray pod may use: every resource named `*gpu` (nvidia.com/gpu, amd.com/gpu, ...), MIG slices (nvidia.com/mig-1g.5gb) and google.com/tpu.
     pub max_gpus_per_pod: Option<CountLimit>,
     /// GPUs one worker group may use at its largest: per pod × replicas × numOfHosts.
     pub max_gpus_per_group: Option<CountLimit>,
