@@ -489,6 +489,40 @@ async fn http1_over_tls_and_tls12_work_too() -> TestResult {
     Ok(())
 }
 
+/// An HTTP/1.0 client (no Host header, no keep-alive) gets its review answered in HTTP/1.x and
+/// the connection closed after it, as HTTP/1.0 expects.
+#[tokio::test]
+async fn an_http10_client_gets_its_answer_and_the_connection_closes() -> TestResult {
+    let pki = Pki::new();
+    let leaf = pki.leaf();
+    let server = TestServer::start(&leaf).await;
+    let connector = pki.client(&[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let mut tls = tls_connect(&connector, server.addr).await?;
+    let body = review_body();
+    let head = format!(
+        "POST /validate HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await?;
+    tls.write_all(&body).await?;
+    tls.flush().await?;
+    let (received, closed) = read_until_closed(&mut tls, Duration::from_secs(5)).await;
+    assert!(closed, "the connection closes after the answer");
+    let text = String::from_utf8_lossy(&received);
+    let (status, rest) = text.split_once("\r\n").unwrap_or_default();
+    assert!(
+        status.starts_with("HTTP/1.") && status.ends_with(" 200 OK"),
+        "{text}"
+    );
+    let (_, json) = rest.split_once("\r\n\r\n").unwrap_or_default();
+    let review: Value = serde_json::from_str(json)?;
+    let request: Value = serde_json::from_slice(&body)?;
+    assert_eq!(review["response"]["uid"], request["request"]["uid"]);
+    assert_eq!(review["response"]["allowed"], true, "{review}");
+    server.shutdown().await;
+    Ok(())
+}
+
 /// What an admin sees when the API server's caBundle does not match the serving certificate:
 /// the refused handshake is counted apart from the connections that work.
 #[tokio::test]
