@@ -25,6 +25,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "RayCluster {cluster}: Service {service} exists and is not owned by the cluster; \
+         no pods are created until it is gone"
+    )]
+    HeadServiceNotOwned { cluster: String, service: String },
     #[error("creating or deleting pods of RayCluster {cluster}: {message}")]
     ReplicaFailure { cluster: String, message: String },
     #[error("writing the status of RayCluster {cluster}: {source}")]
@@ -82,6 +87,7 @@ impl Error {
             Error::ListPods { .. } => "ListPods",
             Error::GetChild { .. } => "GetChild",
             Error::CreateChild { .. } => "CreateChild",
+            Error::HeadServiceNotOwned { .. } => "HeadServiceNotOwned",
             Error::ReplicaFailure { .. } => "ReplicaFailure",
             Error::PatchStatus { .. } => "PatchStatus",
             Error::Normalize { .. } => "Normalize",

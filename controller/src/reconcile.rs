@@ -304,6 +304,11 @@ async fn normalized<'a>(
 /// The head Service: from the cache when it is there (no request), created straight away when
 /// the synced cache says it is absent, and asked of the API server only when the cache can't
 /// tell or is behind (a 409 on create).
+///
+/// A Service of that name the cluster does not control (the user's, or another object's) is
+/// reported and left alone, and the pass stops there: workers dial the head through this name
+/// (`--address=<name>.<ns>.svc...:6379`), so pods created now would look for their head behind
+/// someone else's selector. The pass is retried, so the cluster converges once the name is free.
 async fn ensure_head_service(
     ctx: &Context,
     cluster: &RayCluster,
@@ -312,11 +317,31 @@ async fn ensure_head_service(
 ) -> Result<Service, Error> {
     let desired = services::head_service(cluster);
     let name = desired.name_any();
-    match ctx.cached_service(namespace, &name) {
-        Some(Some(cached)) => Ok(Arc::unwrap_or_clone(cached)),
-        Some(None) => create_child(ctx, cluster, api, desired, "Service").await,
-        None => ensure_child(ctx, cluster, api, desired, "Service").await,
+    let service = match ctx.cached_service(namespace, &name) {
+        Some(Some(cached)) => Arc::unwrap_or_clone(cached),
+        Some(None) => create_child(ctx, cluster, api, desired, "Service").await?,
+        None => ensure_child(ctx, cluster, api, desired, "Service").await?,
+    };
+    if !is_controlled_by(&service, &cluster.uid().unwrap_or_default()) {
+        ctx.events
+            .warning(
+                cluster,
+                "FailedToCreateService",
+                "Create",
+                format!(
+                    "Service {namespace}/{name} already exists and is not owned by this \
+                     RayCluster: it is left alone and no pods are created, since workers would \
+                     look for their head behind it. Delete or rename that Service, or set \
+                     headGroupSpec.headService.metadata.name"
+                ),
+            )
+            .await;
+        return Err(Error::HeadServiceNotOwned {
+            cluster: cluster.name_any(),
+            service: name,
+        });
     }
+    Ok(service)
 }
 
 /// Creates a child (Service, ServiceAccount, Role, RoleBinding) if absent. Existing ones are
@@ -446,9 +471,14 @@ pub(crate) async fn list_owned_pods(
 }
 
 pub fn is_owned_by(pod: &Pod, uid: &str) -> bool {
+    is_controlled_by(pod, uid)
+}
+
+/// Whether the object's controller owner reference names the object with `uid`.
+pub fn is_controlled_by<K: kube::Resource>(object: &K, uid: &str) -> bool {
     !uid.is_empty()
-        && pod
-            .metadata
+        && object
+            .meta()
             .owner_references
             .iter()
             .flatten()

@@ -585,6 +585,92 @@ async fn lost_pods_are_replaced_and_a_pod_the_cluster_does_not_own_is_never_touc
         .expect("the unowned pod must survive");
 }
 
+/// A Service the user made, already holding the head Service's name: the controller says so
+/// (a Warning event naming it), never changes or deletes it, and creates no pods whose workers
+/// would look for their head behind it. Once the user removes it, the cluster converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_service_holding_the_head_service_name_is_reported_and_left_alone() {
+    let env = start(true).await;
+    let services: Api<Service> = Api::namespaced(env.client.clone(), NS);
+    let theirs: Service = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "raycluster-kuberay-head-svc", "labels": {"app": "mine"}},
+        "spec": {"selector": {"app": "mine"}, "ports": [{"name": "web", "port": 80}]},
+    }))
+    .expect("service");
+    let theirs = services
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("create the user's Service");
+
+    env.apply(&sample());
+    let events = wait_until("a Warning about the head Service", TIMEOUT, || async {
+        let events = env.events();
+        events
+            .iter()
+            .any(|(t, r, m)| {
+                t == "Warning"
+                    && r == "FailedToCreateService"
+                    && m.contains("raycluster-kuberay-head-svc")
+                    && m.contains("not owned")
+            })
+            .then_some(events)
+    })
+    .await;
+    assert!(
+        !events.iter().any(|(_, r, _)| r == "CreatedService"),
+        "{events:?}"
+    );
+    // Let a few retries pass before judging what they did.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let now = services
+        .get("raycluster-kuberay-head-svc")
+        .await
+        .expect("the user's Service must survive");
+    assert_eq!(now.uid(), theirs.uid());
+    assert_eq!(
+        now.metadata.resource_version, theirs.metadata.resource_version,
+        "the user's Service was modified"
+    );
+    assert!(now.owner_references().is_empty());
+    let (heads, workers) = env.ray_pods().await;
+    assert_eq!(
+        (heads.len(), workers.len()),
+        (0, 0),
+        "pods were created whose workers would look for the head behind the user's Service"
+    );
+
+    services
+        .delete("raycluster-kuberay-head-svc", &DeleteParams::default())
+        .await
+        .expect("the user removes their Service");
+    env.wait_for_pods(1, 1).await;
+    let ours = wait_until("the cluster's own head Service", TIMEOUT, || async {
+        let service = services
+            .get_opt("raycluster-kuberay-head-svc")
+            .await
+            .ok()??;
+        (service.uid() != theirs.uid()).then_some(service)
+    })
+    .await;
+    let uid = env.cluster().await.uid().expect("uid");
+    assert!(
+        ours.owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true)),
+        "{:?}",
+        ours.owner_references()
+    );
+    env.mark_ready().await;
+    let cluster = env.wait_for_state("ready").await;
+    let head = cluster.status.and_then(|s| s.head).expect("status.head");
+    assert_eq!(
+        head.service_name.as_deref(),
+        Some("raycluster-kuberay-head-svc")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn suspend_and_resume() {
     let env = start(true).await;
