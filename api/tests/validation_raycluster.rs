@@ -4,7 +4,7 @@
 mod validation_support;
 
 use serde_json::json;
-use validation_support::{Case, allow, cluster, deny, run, warn, with};
+use validation_support::{Case, allow, cluster, deny, fixed_by_defaults, run, warn, with};
 
 macro_rules! head {
     ($rest:literal) => {
@@ -1144,7 +1144,7 @@ fn upgrade_managed_by_and_serve() -> Vec<Case> {
                 &[("/spec/managedBy", json!("kueue.x-k8s.io/multikueue"))],
             ),
         ),
-        deny(
+        fixed_by_defaults(deny(
             "S9-raycluster",
             with(
                 cluster(),
@@ -1161,7 +1161,7 @@ fn upgrade_managed_by_and_serve() -> Vec<Case> {
             ),
             "spec.headGroupSpec.template.spec.containers[0].ports",
             &["Please specify a port named 'serve'"],
-        ),
+        )),
         allow(
             "S9-raycluster",
             with(

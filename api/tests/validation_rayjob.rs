@@ -187,6 +187,26 @@ fn deletion_strategy() -> Vec<Case> {
             "spec.deletionStrategy",
             &["legacy policies (onSuccess/onFailure) and deletionRules cannot be used together"],
         ),
+        allow(
+            "J7",
+            with(
+                rules(json!([rule("DeleteCluster", "SUCCEEDED", 0)])),
+                &[("/spec/shutdownAfterJobFinishes", json!(false))],
+            ),
+        ),
+        allow(
+            "J8",
+            with(
+                job(),
+                &[
+                    ("/spec/shutdownAfterJobFinishes", json!(false)),
+                    (
+                        DS,
+                        json!({"onSuccess": {"policy": "DeleteCluster"}, "onFailure": {"policy": "DeleteNone"}}),
+                    ),
+                ],
+            ),
+        ),
         deny(
             "J8",
             with(job(), &[(DS, json!({}))]),

@@ -290,6 +290,7 @@ fn cases() -> Vec<Case> {
             ),
             old: Some(bad_gpus()),
             expect: Expect::Warning(&["unchanged since stored, not blocking", "num-gpus"]),
+            admitted: None,
         },
         update(
             deny(

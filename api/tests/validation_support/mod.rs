@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use raygate_api::admission::admit;
 use raygate_api::validation::{
     MAX_WARNING_CHARS, validate_raycluster, validate_raycronjob, validate_rayjob,
     validate_rayservice,
@@ -200,6 +201,15 @@ pub struct Case {
     pub object: Value,
     pub old: Option<Value>,
     pub expect: Expect,
+    /// Through the whole admission, when defaults change the verdict (see [`fixed_by_defaults`]).
+    pub admitted: Option<Expect>,
+}
+
+/// A denial the rules make on the object as written, which raygate's defaults fix at
+/// admission (a missing port it adds): through `admit` the object is allowed.
+pub fn fixed_by_defaults(mut case: Case) -> Case {
+    case.admitted = Some(Expect::Allowed);
+    case
 }
 
 pub fn deny(
@@ -213,6 +223,7 @@ pub fn deny(
         object,
         old: None,
         expect: Expect::Error(path, words),
+        admitted: None,
     }
 }
 
@@ -222,6 +233,7 @@ pub fn allow(id: &'static str, object: Value) -> Case {
         object,
         old: None,
         expect: Expect::Allowed,
+        admitted: None,
     }
 }
 
@@ -231,6 +243,7 @@ pub fn warn(id: &'static str, object: Value, words: &'static [&'static str]) -> 
         object,
         old: None,
         expect: Expect::Warning(words),
+        admitted: None,
     }
 }
 
@@ -243,62 +256,78 @@ pub fn update(mut case: Case, old: Value) -> Case {
 /// Runs every case and fails with the list of cases that didn't behave.
 pub fn run(cases: Vec<Case>) {
     let total = cases.len();
+    let mut failed_cases = 0;
     let mut failures = Vec::new();
     for case in cases {
-        let result = validate(&case.object, case.old.as_ref());
-        let id = case.id;
-        for warning in &result.warnings {
-            if warning.chars().count() > MAX_WARNING_CHARS {
-                failures.push(format!(
-                    "{id}: warning over {MAX_WARNING_CHARS} chars: {warning}"
-                ));
-            }
-        }
-        match case.expect {
-            Expect::Error(path, words) => {
-                let found = result
-                    .errors
-                    .iter()
-                    .any(|e| e.path == path && words.iter().all(|w| e.message.contains(w)));
-                if !found {
-                    failures.push(format!(
-                        "{id}: expected an error at {path} containing {words:?}, got {:#?}",
-                        result.errors
-                    ));
-                }
-            }
-            Expect::Warning(words) => {
-                if !result.errors.is_empty() {
-                    failures.push(format!(
-                        "{id}: expected no errors, got {:#?}",
-                        result.errors
-                    ));
-                }
-                if !result
-                    .warnings
-                    .iter()
-                    .any(|w| words.iter().all(|word| w.contains(word)))
-                {
-                    failures.push(format!(
-                        "{id}: expected a warning containing {words:?}, got {:#?}",
-                        result.warnings
-                    ));
-                }
-            }
-            Expect::Allowed => {
-                if !result.errors.is_empty() {
-                    failures.push(format!(
-                        "{id}: expected no errors, got {:#?}",
-                        result.errors
-                    ));
-                }
-            }
-        }
+        let before = failures.len();
+        // Each case twice: the rules alone, and the whole admission a user goes through
+        // (defaults first, the stored object normalized too), which must decide the same.
+        let direct = validate(&case.object, case.old.as_ref());
+        let stored_old = case.old.as_ref().map(|old| admit(old, None).normalized);
+        let admitted = admit(&case.object, stored_old.as_ref());
+        let admitted = Validation {
+            errors: admitted.errors,
+            warnings: admitted.warnings,
+        };
+        check(case.id, &case.expect, &direct, &mut failures);
+        let through_admit = format!("{} (through admit)", case.id);
+        let expect = case.admitted.as_ref().unwrap_or(&case.expect);
+        check(&through_admit, expect, &admitted, &mut failures);
+        failed_cases += usize::from(failures.len() > before);
     }
     assert!(
         failures.is_empty(),
-        "{} of {total} cases failed:\n{}",
-        failures.len(),
+        "{failed_cases} of {total} cases failed:\n{}",
         failures.join("\n")
     );
+}
+
+fn check(id: &str, expect: &Expect, result: &Validation, failures: &mut Vec<String>) {
+    for warning in &result.warnings {
+        if warning.chars().count() > MAX_WARNING_CHARS {
+            failures.push(format!(
+                "{id}: warning over {MAX_WARNING_CHARS} chars: {warning}"
+            ));
+        }
+    }
+    match *expect {
+        Expect::Error(path, words) => {
+            let found = result
+                .errors
+                .iter()
+                .any(|e| e.path == path && words.iter().all(|w| e.message.contains(w)));
+            if !found {
+                failures.push(format!(
+                    "{id}: expected an error at {path} containing {words:?}, got {:#?}",
+                    result.errors
+                ));
+            }
+        }
+        Expect::Warning(words) => {
+            if !result.errors.is_empty() {
+                failures.push(format!(
+                    "{id}: expected no errors, got {:#?}",
+                    result.errors
+                ));
+            }
+            if !result
+                .warnings
+                .iter()
+                .any(|w| words.iter().all(|word| w.contains(word)))
+            {
+                failures.push(format!(
+                    "{id}: expected a warning containing {words:?}, got {:#?}",
+                    result.warnings
+                ));
+            }
+        }
+        Expect::Allowed => {
+            if !result.errors.is_empty() {
+                failures.push(format!(
+                    "{id}: expected no errors, got {:#?}",
+                    result.errors
+                ));
+            }
+        }
+    }
 }
