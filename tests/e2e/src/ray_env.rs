@@ -89,18 +89,28 @@ impl RayEnv {
     }
 
     /// Panics unless every one of `reasons` appears among the events about the object.
+    /// Events are written after the action they report, so they are awaited (15 s at most).
     pub fn expect_event_reasons(&self, kind: &str, name: &str, reasons: &[&str]) {
-        let seen: Vec<String> = self
-            .events(kind, name)
-            .expect("kubectl get events")
-            .into_iter()
-            .map(|(_, reason, _)| reason)
-            .collect();
-        for wanted in reasons {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let seen: Vec<String> = self
+                .events(kind, name)
+                .expect("kubectl get events")
+                .into_iter()
+                .map(|(_, reason, _)| reason)
+                .collect();
+            let missing: Vec<&&str> = reasons
+                .iter()
+                .filter(|wanted| !seen.iter().any(|r| r == **wanted))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
             assert!(
-                seen.iter().any(|r| r == wanted),
-                "no {wanted} event about {kind} {name} in {seen:?}"
+                std::time::Instant::now() < deadline,
+                "no {missing:?} event about {kind} {name} within 15 s; seen {seen:?}"
             );
+            std::thread::sleep(std::time::Duration::from_millis(250));
         }
     }
 }
