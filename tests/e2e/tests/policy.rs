@@ -626,3 +626,75 @@ fn injections_land_through_server_side_apply_and_reapplying_changes_nothing() {
     );
     assert_eq!(first["spec"], second["spec"]);
 }
+
+/// `raygate check --policy policies/` in a GitOps pipeline gives the verdicts the cluster
+/// gives: the webhook loads the same files (`--policy-dir`), the namespaces carry the same
+/// labels, and every input RayCluster is admitted or refused alike, with the same messages.
+#[test]
+fn raygate_check_gives_the_verdicts_of_the_cluster_with_the_same_policy_files() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let policies = repo.join("policies");
+    let inputs = repo.join("tests/data/policies");
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    install_ray_crds(&cp).expect("Ray CRDs install");
+    install_policy_crd(&cp).expect("RayPolicy CRD installs");
+    let namespaces = std::fs::read_to_string(inputs.join("namespaces.yaml")).expect("namespaces");
+    kubectl_ok(&cp, &["apply", "-f", "-"], Some(&namespaces));
+    let _webhook = Webhook::start_with(
+        &cp,
+        &WebhookOptions {
+            watch_cluster: true,
+            policy_dir: Some(policies.clone()),
+        },
+    )
+    .expect("start raygate webhook with --policy-dir policies/");
+
+    let check =
+        std::process::Command::new(raygate_e2e::webhook::raygate_binary().expect("raygate binary"))
+            .arg("check")
+            .arg(format!("--policy={}", policies.display()))
+            .args(["--output", "json"])
+            .arg(inputs.join("namespaces.yaml"))
+            .arg(inputs.join("clusters.yaml"))
+            .output()
+            .expect("raygate check runs");
+    let reports: Vec<Value> = serde_json::from_slice(&check.stdout).expect("JSON report");
+    assert!(reports.len() >= 4, "{reports:#?}");
+    assert!(
+        reports.iter().any(|r| r["allowed"] == true)
+            && reports.iter().any(|r| r["allowed"] == false),
+        "the inputs exercise both verdicts: {reports:#?}"
+    );
+
+    let clusters = std::fs::read_to_string(inputs.join("clusters.yaml")).expect("clusters");
+    let documents = raygate_api::manifest::parse_documents(&clusters).expect("YAML");
+    for report in &reports {
+        let name = report["name"].as_str().expect("name");
+        let document = documents
+            .iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .expect("the reported object is an input");
+        let json = serde_json::to_string(document).expect("JSON");
+        let out = kubectl(&cp, &["apply", "-f", "-"], Some(&json));
+        let allowed = report["allowed"] == true;
+        assert_eq!(
+            out.success(),
+            allowed,
+            "{name}: raygate check said allowed={allowed}, the cluster:\n{out}"
+        );
+        for error in report["errors"].as_array().into_iter().flatten() {
+            let message = error["message"].as_str().expect("message");
+            assert!(
+                out.stderr.contains(message),
+                "{name}: the cluster's answer lacks {message:?}:\n{out}"
+            );
+        }
+        for warning in report["warnings"].as_array().into_iter().flatten() {
+            let warning = warning.as_str().expect("warning");
+            assert!(
+                out.stderr.contains(&format!("Warning: {warning}")),
+                "{name}: the cluster's answer lacks the warning {warning:?}:\n{out}"
+            );
+        }
+    }
+}
