@@ -71,8 +71,12 @@ async fn main() -> Result<()> {
         if buckets.is_empty() {
             bail!("no apiserver_admission_webhook_admission_duration_seconds for {name}");
         }
+        let within_5ms = buckets
+            .iter()
+            .find(|(bound, _)| *bound == 0.005)
+            .map_or(0.0, |b| b.1);
         println!(
-            "  API server's view of {name}: p50 ≤ {} ms, p99 ≤ {} ms ({} calls)",
+            "  API server's view of {name}: p50 ≤ {} ms, p99 ≤ {} ms ({} calls, {within_5ms} within 5 ms)",
             bucket_quantile(&buckets, 0.5) * 1000.0,
             bucket_quantile(&buckets, 0.99) * 1000.0,
             buckets.last().map_or(0.0, |b| b.1)
