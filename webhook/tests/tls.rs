@@ -48,8 +48,14 @@ impl Pki {
     }
 
     fn leaf(&self) -> Leaf {
-        let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("leaf params");
+        self.leaf_with(|_| {})
+    }
+
+    fn leaf_with(&self, adjust: impl FnOnce(&mut CertificateParams)) -> Leaf {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("leaf params");
+        adjust(&mut params);
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
         Leaf {
@@ -406,6 +412,47 @@ async fn a_bad_new_certificate_keeps_the_old_one_serving() -> TestResult {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (_, leaf) = review_over_h2(&connector, server.addr, review_body()).await?;
     assert_eq!(leaf, other.der);
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The expiry an admin alerts on is the served certificate's own notAfter, and follows a
+/// renewal on disk.
+#[tokio::test]
+async fn the_expiry_metric_is_the_served_certificates_not_after() -> TestResult {
+    let pki = Pki::new();
+    let until = |year| {
+        move |params: &mut CertificateParams| {
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        }
+    };
+    let first = pki.leaf_with(until(2030));
+    let server = TestServer::start(&first).await;
+    let expiry = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("raygate_certificate_expiry_timestamp_seconds "))
+            .map(str::to_owned)
+    };
+    let (_, metrics) = admin_get(server.admin, "/metrics").await;
+    // 2030-01-01T00:00:00Z.
+    assert_eq!(expiry(&metrics).as_deref(), Some("1893456000"), "{metrics}");
+
+    let renewed = pki.leaf_with(until(2031));
+    replace_file(&server.paths.key, &renewed.key_pem);
+    replace_file(&server.paths.cert, &renewed.cert_pem);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = admin_get(server.admin, "/metrics").await;
+        // 2031-01-01T00:00:00Z.
+        if expiry(&metrics).as_deref() == Some("1924992000") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "expiry not updated: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, leaf) = review_over_h2(&pki.h2_client(), server.addr, review_body()).await?;
+    assert_eq!(leaf, renewed.der);
     server.shutdown().await;
     Ok(())
 }
