@@ -863,6 +863,12 @@ fn history_server() -> Vec<Case> {
             &["must not define a container with name 'ray-history-collector'"],
         ),
         allow("C35", history(s3())),
+        // Admitted, but not built by raygate's controller yet: said at apply time.
+        warn(
+            "N-historyServerOptions",
+            history(s3()),
+            &["spec.historyServerOptions: raygate does not add the history-server collector"],
+        ),
         allow(
             "C35-oss",
             history(json!({"image": "c:1", "env": [
@@ -1046,6 +1052,17 @@ fn network_policy_and_tls() -> Vec<Case> {
             with(cluster(), &[(w0!("/groupName"), json!("Small_Group"))]),
         ),
         allow("C41", tls()),
+        // Admitted, but not built by raygate's controller yet: said at apply time.
+        warn(
+            "N-tlsOptions",
+            tls(),
+            &["spec.tlsOptions: raygate does not set up Ray mTLS yet"],
+        ),
+        warn(
+            "N-networkPolicy",
+            with(cluster(), &[("/spec/networkPolicy", json!({}))]),
+            &["spec.networkPolicy: raygate does not create NetworkPolicies yet"],
+        ),
         deny(
             "C42",
             with(

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::pod_template::{self, Group};
 use super::{
-    auth, autoscaling, field_path, gcs_ft, history_server, network_policy, ray_node_params,
-    resources, tls, topology, worker_groups,
+    auth, autoscaling, field_path, gcs_ft, history_server, network_policy, not_built,
+    ray_node_params, resources, tls, topology, worker_groups,
 };
 use crate::field_error::Validation;
 use crate::labels::{
@@ -153,6 +153,7 @@ pub(crate) fn check(v: &mut Validation, scope: &ClusterScope) {
     auth::check(v, scope);
     network_policy::check(v, scope);
     tls::check(v, scope);
+    not_built::check(v, scope);
     check_upgrade_strategy(v, scope);
     if scope.owner == Owner::RayCluster
         && scope.annotation(ANNOTATION_ENABLE_SERVE_SERVICE) == Some("true")

@@ -29,6 +29,7 @@ mod k8s_names;
 mod metadata;
 pub use metadata::initializing_timeout;
 mod network_policy;
+mod not_built;
 mod pod_template;
 mod ray_node_params;
 mod raycronjob;
