@@ -598,6 +598,23 @@ fn plan(ctx: &Context, cluster: &RayCluster, owned: &[Pod], hash: &str) -> Plan 
                 .map(|slot| (group.group_name.clone(), slot)),
         );
     }
+    // Workers of a group the user removed from the spec would otherwise run (and cost) for
+    // the cluster's lifetime. Only pods carrying a group name are taken: ours, by the owner
+    // check `owned` went through, and provably of a group that is gone.
+    let in_spec = |name: &str| {
+        cluster
+            .spec
+            .worker_group_specs
+            .iter()
+            .flatten()
+            .any(|group| group.group_name == name)
+    };
+    for pod in owned.iter().filter(|p| pod_state::is_worker(p)) {
+        if pod_state::group(pod).is_some_and(|group| !in_spec(group)) {
+            plan.delete
+                .push((delete_of(pod, DeleteReason::GroupRemoved), false));
+        }
+    }
     plan
 }
 

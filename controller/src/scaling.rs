@@ -37,6 +37,8 @@ pub enum DeleteReason {
     IncompleteReplica,
     /// `upgradeStrategy: Recreate` and the pod template changed.
     Recreate,
+    /// The worker group was removed from the spec.
+    GroupRemoved,
 }
 
 impl DeleteReason {
@@ -48,6 +50,7 @@ impl DeleteReason {
             DeleteReason::ScaleDown => "scaling down to the desired replicas",
             DeleteReason::IncompleteReplica => "its multi-host replica is incomplete or unhealthy",
             DeleteReason::Recreate => "the pod template changed (upgradeStrategy Recreate)",
+            DeleteReason::GroupRemoved => "its worker group is no longer in the spec",
         }
     }
 }

@@ -779,6 +779,54 @@ async fn suspending_one_worker_group_deletes_only_its_pods_and_resuming_brings_t
     );
 }
 
+/// Removing a worker group from the spec removes its pods (KubeRay leaves them running for the
+/// cluster's lifetime); the other group and the head are not touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_worker_group_deletes_its_pods_only() {
+    let env = start(true).await;
+    env.apply(&sample_with_second_group(2));
+    let (heads, workers) = env.wait_for_pods(1, 3).await;
+    let first_group = group_members(&workers, "workergroup");
+    assert_eq!(group_members(&workers, "second").len(), 2, "{workers:?}");
+
+    env.patch(json!([{"op": "remove", "path": "/spec/workerGroupSpecs/1"}]));
+    let (heads_now, workers_now) = env.wait_for_pods(1, 1).await;
+    assert_eq!(names(&heads_now), names(&heads), "the head was touched");
+    assert_eq!(
+        names(&workers_now),
+        first_group,
+        "the other group was touched"
+    );
+    // Each deletion is reported, naming why (events are written just after the delete).
+    wait_until(
+        "two DeletedWorkerPod events naming the removal",
+        TIMEOUT,
+        || async {
+            let removed = env
+                .events()
+                .into_iter()
+                .filter(|(_, reason, message)| {
+                    reason == "DeletedWorkerPod" && message.contains("no longer in the spec")
+                })
+                .count();
+            (removed == 2).then_some(())
+        },
+    )
+    .await;
+    env.mark_ready().await;
+    let cluster = wait_until("ready with 1 desired worker", TIMEOUT, || async {
+        let cluster = env.cluster().await;
+        let status = cluster.status.as_ref()?;
+        (status.state.as_deref() == Some("ready") && status.desired_worker_replicas == Some(1))
+            .then_some(cluster)
+    })
+    .await;
+    assert_eq!(
+        cluster.status.and_then(|s| s.ready_worker_replicas),
+        Some(1)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn recreate_upgrade_replaces_pods_when_the_template_changes_but_not_on_scaling() {
     let env = start(true).await;
