@@ -141,12 +141,24 @@ fn sigterm_during_a_review_answers_it_then_exits_and_logs_are_json() {
     let body = review_body(uid);
     let mut tls = connect(&running);
     let (first, rest) = body.split_at(body.len() / 2);
+    // `Expect: 100-continue` makes the server say when its handler is reading the body, so the
+    // signal below lands while this review is in flight, not before the server saw it.
     let head = format!(
         "POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Content-Length: {}\r\nConnection: close\r\nExpect: 100-continue\r\n\r\n",
         body.len()
     );
     tls.write_all(head.as_bytes()).expect("headers");
+    tls.flush().expect("flush");
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        let read = tls.read(&mut byte).expect("the server answers the headers");
+        assert_eq!(read, 1, "closed before 100 Continue: {interim:?}");
+        interim.push(byte[0]);
+    }
+    let interim = String::from_utf8_lossy(&interim);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
     tls.write_all(first).expect("half the body");
     tls.flush().expect("flush");
 
