@@ -205,7 +205,7 @@ impl DerivedParams {
         if !self.custom.is_empty() && ledger.is_users(params, "resources", &resources) {
             merge_custom_resources(params, self.custom);
         } else {
-            let derived = (!self.custom.is_empty()).then(|| resources_param(&self.custom));
+            let derived = (!self.custom.is_empty()).then(|| resources_param(self.custom));
             ledger.derive(params, "resources", resources, derived);
         }
     }
@@ -213,12 +213,8 @@ impl DerivedParams {
 
 /// `rayStartParams.resources` as KubeRay writes it: JSON, single-quoted because KubeRay pastes
 /// the value into a shell command line.
-fn resources_param(custom: &Map<String, Value>) -> Value {
-    let mut text = String::with_capacity(64);
-    text.push('\'');
-    text.push_str(&Value::Object(custom.clone()).to_string());
-    text.push('\'');
-    Value::String(text)
+fn resources_param(custom: Map<String, Value>) -> Value {
+    Value::String(format!("'{}'", Value::Object(custom)))
 }
 
 /// A user's own `resources` gets the accelerator's entry added, as KubeRay adds it at pod
@@ -246,7 +242,7 @@ fn merge_custom_resources(params: &mut Map<String, Value>, custom: Map<String, V
         added = true;
     }
     if added {
-        params.insert("resources".into(), resources_param(&resources));
+        params.insert("resources".into(), resources_param(resources));
     }
 }
 
