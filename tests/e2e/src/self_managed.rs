@@ -205,9 +205,9 @@ pub fn validating_ca_bundle(cp: &ControlPlane) -> Result<Option<String>> {
     ))
 }
 
-/// Connects to `127.0.0.1:<port>` as the API server does — verifying the served certificate
-/// against `trusted_pem` for the IP SAN 127.0.0.1 — and returns the served leaf (DER).
-pub fn served_certificate(port: u16, trusted_pem: &str) -> Result<Vec<u8>> {
+/// A TLS client for 127.0.0.1 that trusts only `trusted_pem` (the CA in a webhook's
+/// caBundle) and checks the IP SAN, as the API server does.
+pub fn loopback_tls_client(trusted_pem: &str) -> Result<rustls::ClientConnection> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -221,7 +221,13 @@ pub fn served_certificate(port: u16, trusted_pem: &str) -> Result<Vec<u8>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let mut connection = rustls::ClientConnection::new(Arc::new(config), name)?;
+    Ok(rustls::ClientConnection::new(Arc::new(config), name)?)
+}
+
+/// Connects to `127.0.0.1:<port>` as the API server does — verifying the served certificate
+/// against `trusted_pem` for the IP SAN 127.0.0.1 — and returns the served leaf (DER).
+pub fn served_certificate(port: u16, trusted_pem: &str) -> Result<Vec<u8>> {
+    let mut connection = loopback_tls_client(trusted_pem)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;

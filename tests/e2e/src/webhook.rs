@@ -42,6 +42,8 @@ pub struct WebhookOptions {
     pub watch_cluster: bool,
     /// `--policy-dir`.
     pub policy_dir: Option<PathBuf>,
+    /// `--log-format=json`.
+    pub json_logs: bool,
 }
 
 impl Webhook {
@@ -52,6 +54,14 @@ impl Webhook {
 
     /// [`Webhook::start`] with options.
     pub fn start_with(cp: &ControlPlane, options: &WebhookOptions) -> Result<Self> {
+        let webhook = Self::spawn(Some(cp), options)?;
+        webhook.register(cp)?;
+        Ok(webhook)
+    }
+
+    /// Starts the webhook and waits until it is ready, without registering it anywhere: for
+    /// tests of the process itself. `cp` gives the kubeconfig `options.watch_cluster` needs.
+    pub fn spawn(cp: Option<&ControlPlane>, options: &WebhookOptions) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("raygate-webhook-")
             .tempdir()
@@ -79,7 +89,11 @@ impl Webhook {
             ))
             .env("RUST_LOG", "info");
         if options.watch_cluster {
+            let cp = cp.context("watch_cluster needs a control plane")?;
             command.arg(format!("--kubeconfig={}", cp.kubeconfig_path().display()));
+        }
+        if options.json_logs {
+            command.arg("--log-format=json");
         }
         if let Some(policy_dir) = &options.policy_dir {
             command.arg(format!("--policy-dir={}", policy_dir.display()));
@@ -99,14 +113,12 @@ impl Webhook {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let webhook = Webhook {
+        Ok(Webhook {
             process,
             port,
             admin_port,
             dir,
-        };
-        webhook.register(cp)?;
-        Ok(webhook)
+        })
     }
 
     /// Applies the Mutating/ValidatingWebhookConfiguration from `raygate webhook-config`.
@@ -129,6 +141,20 @@ impl Webhook {
             bail!("registering the webhooks failed:\n{applied}");
         }
         Ok(())
+    }
+
+    /// The TLS port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// How the process ended, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status()
     }
 
     pub fn ca_path(&self) -> PathBuf {

@@ -148,7 +148,7 @@ fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
         &cp,
         &WebhookOptions {
             watch_cluster: true,
-            policy_dir: None,
+            ..WebhookOptions::default()
         },
     )
     .expect("start raygate webhook watching the cluster");
@@ -205,7 +205,7 @@ fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
         &cp,
         &WebhookOptions {
             watch_cluster: true,
-            policy_dir: None,
+            ..WebhookOptions::default()
         },
     )
     .expect("start a second webhook replica");
@@ -537,7 +537,7 @@ fn injections_land_through_server_side_apply_and_reapplying_changes_nothing() {
         &cp,
         &WebhookOptions {
             watch_cluster: true,
-            policy_dir: None,
+            ..WebhookOptions::default()
         },
     )
     .expect("start raygate webhook watching the cluster");
@@ -645,6 +645,7 @@ fn raygate_check_gives_the_verdicts_of_the_cluster_with_the_same_policy_files() 
         &WebhookOptions {
             watch_cluster: true,
             policy_dir: Some(policies.clone()),
+            ..WebhookOptions::default()
         },
     )
     .expect("start raygate webhook with --policy-dir policies/");
