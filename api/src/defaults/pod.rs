@@ -229,13 +229,12 @@ fn merge_custom_resources(params: &mut Map<String, Value>, custom: Map<String, V
     else {
         return;
     };
-    let has_accelerator = ["TPU", "neuron_cores"]
-        .iter()
-        .any(|name| resources.contains_key(*name));
+    const DEVICES: [&str; 2] = ["TPU", "neuron_cores"];
+    let has_device = DEVICES.iter().any(|name| resources.contains_key(*name));
     let mut added = false;
     for (name, value) in custom {
-        let is_device = name == "TPU" || name == "neuron_cores";
-        if (is_device && has_accelerator) || resources.contains_key(&name) {
+        let is_device = DEVICES.contains(&name.as_str());
+        if (is_device && has_device) || resources.contains_key(&name) {
             continue;
         }
         resources.insert(name, value);
