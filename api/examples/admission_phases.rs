@@ -46,8 +46,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     apply_crd_defaults(&mut object);
     let body = serde_json::to_vec(&object)?;
     let (normalized, _, _) = mutate(&object);
+    let normalized_body = serde_json::to_vec(&normalized)?;
     let start = std::time::Instant::now();
-    run(&phase, runs, &body, &object, &normalized)?;
+    run(
+        &phase,
+        runs,
+        [&body, &normalized_body],
+        &object,
+        &normalized,
+    )?;
     eprintln!(
         "{phase}: {:.2} µs per run",
         start.elapsed().as_secs_f64() * 1e6 / runs as f64
@@ -60,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn run(
     phase: &str,
     runs: usize,
-    body: &[u8],
+    [body, normalized_body]: [&[u8]; 2],
     object: &Value,
     normalized: &Value,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -68,6 +75,17 @@ fn run(
         let n = match phase {
             "parse" => {
                 black_box(serde_json::from_slice::<Value>(black_box(body))?).is_object() as usize
+            }
+            "parse-normalized" => {
+                black_box(serde_json::from_slice::<Value>(black_box(normalized_body))?).is_object()
+                    as usize
+            }
+            "typed-bytes" => {
+                let typed: RayCluster = serde_json::from_slice(black_box(normalized_body))?;
+                black_box(typed)
+                    .spec
+                    .worker_group_specs
+                    .map_or(0, |g| g.len())
             }
             "mutate" => {
                 let (normalized, _) = normalized_with_policies(black_box(object), None);
