@@ -80,6 +80,29 @@ pub fn validate(object: &Value, old: Option<&Value>) -> Validation {
     }
 }
 
+/// [`validate`] of an object given as JSON text, for a caller that knows its kind (the
+/// webhook: the API server names it in the review). The typed view is read straight from the
+/// text, without building a `Value` first. `None` when the text doesn't read as that kind
+/// (or the kind isn't ours): only [`validate`] on the `Value` can name the offending field.
+pub fn validate_json(kind: &str, object: &str, old: Option<&Value>) -> Option<Validation> {
+    fn typed<K: DeserializeOwned>(
+        object: &str,
+        old: Option<&Value>,
+        rules: fn(&K, Option<&K>) -> Validation,
+    ) -> Option<Validation> {
+        let typed: K = serde_json::from_str(object).ok()?;
+        let old: Option<K> = old.and_then(|old| parse(old).ok());
+        Some(rules(&typed, old.as_ref()))
+    }
+    match kind {
+        "RayCluster" => typed::<RayCluster>(object, old, validate_raycluster),
+        "RayJob" => typed::<RayJob>(object, old, validate_rayjob),
+        "RayService" => typed::<RayService>(object, old, validate_rayservice),
+        "RayCronJob" => typed::<RayCronJob>(object, old, validate_raycronjob),
+        _ => None,
+    }
+}
+
 /// The full pipeline: mutate, then validate what mutation produced.
 pub fn admit(object: &Value, old: Option<&Value>) -> AdmissionVerdict {
     let (normalized, patch, mut warnings) = mutate(object);

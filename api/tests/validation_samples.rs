@@ -8,7 +8,7 @@ mod kuberay_samples;
 
 use kuberay_samples::sample_documents;
 
-use raygate_api::admission::admit;
+use raygate_api::admission::{admit, validate_json};
 use raygate_api::schema_defaults::apply_crd_defaults;
 use raygate_api::validation::{
     MAX_WARNING_CHARS, validate_raycluster, validate_rayjob, validate_rayservice,
@@ -94,6 +94,14 @@ fn kuberay_samples_are_admitted_after_defaulting() {
         checked += 1;
         apply_crd_defaults(&mut document);
         let verdict = admit(&document, None);
+        // The webhook's validation reads the normalized object's JSON text straight into the
+        // typed view: for every sample that path is taken and gives the same answer.
+        let text = serde_json::to_string(&verdict.normalized).unwrap_or_default();
+        match validate_json(&kind, &text, None) {
+            Some(from_text)
+                if from_text == raygate_api::admission::validate(&verdict.normalized, None) => {}
+            other => problems.push(format!("{file}: {kind}: from the JSON text: {other:?}")),
+        }
         for error in &verdict.errors {
             problems.push(format!("{file}: {kind}: {error}"));
         }

@@ -1,8 +1,10 @@
 //! The AdmissionReview envelope (`admission.k8s.io/v1`) as it travels on the wire: decoding the
 //! API server's request into a [`ReviewRequest`], encoding our [`ReviewResponse`].
 //!
-//! The object stays a `serde_json::Value` as received: patches are computed against exactly
-//! what the API server sent, so fields our types don't know survive admission.
+//! The object is kept as the JSON text received and read into a `serde_json::Value` only when
+//! something needs one: patches are computed against exactly what the API server sent (so
+//! fields our types don't know survive admission), while validation reads its typed view
+//! straight from the text.
 
 use base64::Engine as _;
 use kube::core::admission::Operation;
@@ -10,6 +12,8 @@ use kube::core::response::Status;
 use kube::core::{GroupVersionKind, GroupVersionResource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::sync::OnceLock;
 
 /// The only AdmissionReview version raygate speaks; the webhook configurations ask for it.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -35,7 +39,7 @@ pub struct ReviewRequest {
     pub operation: Operation,
     /// The object as it will be stored (CREATE, UPDATE); null for DELETE.
     #[serde(default)]
-    pub object: Option<Value>,
+    pub object: Option<ObjectJson>,
     /// The stored object (UPDATE, DELETE).
     #[serde(default)]
     pub old_object: Option<Value>,
@@ -56,9 +60,75 @@ impl ReviewRequest {
         }
         self.object
             .as_ref()
-            .and_then(|o| o.pointer("/metadata/name"))
+            .and_then(|o| o.value().pointer("/metadata/name"))
             .and_then(Value::as_str)
             .unwrap_or_default()
+    }
+}
+
+/// An object of a review as the API server sent it: its JSON text, and the `Value` read from
+/// that text the first time it is asked for. A create that passes validation without policies
+/// never needs the `Value`: its typed view is read straight from the text.
+pub struct ObjectJson {
+    text: Box<RawValue>,
+    value: OnceLock<Value>,
+}
+
+impl ObjectJson {
+    pub fn from_value(value: Value) -> Self {
+        let text =
+            serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self {
+            text,
+            value: OnceLock::from(value),
+        }
+    }
+
+    /// The JSON text as received.
+    pub fn text(&self) -> &str {
+        self.text.get()
+    }
+
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            // The text was checked as JSON while the review was decoded, nesting limit
+            // included, so reading it again can't fail.
+            serde_json::from_str(self.text.get()).unwrap_or(Value::Null)
+        })
+    }
+
+    pub fn is_object(&self) -> bool {
+        self.text.get().starts_with('{')
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            text: Box::<RawValue>::deserialize(deserializer)?,
+            value: OnceLock::new(),
+        })
+    }
+}
+
+impl Clone for ObjectJson {
+    fn clone(&self) -> Self {
+        Self {
+            text: self.text.clone(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl PartialEq for ObjectJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for ObjectJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text.get())
     }
 }
 
@@ -117,16 +187,53 @@ pub fn decode(body: &[u8]) -> Result<ReviewRequest, DecodeError> {
         && envelope.api_version == API_VERSION
         && !envelope.request.uid.is_empty()
         && has_needed_object(&envelope.request)
+        && envelope
+            .request
+            .object
+            .as_ref()
+            .is_none_or(|o| nesting_depth(o.text()) <= MAX_FAST_NESTING)
     {
         return Ok(envelope.request);
     }
     decode_explained(body)
 }
 
+/// Deeper objects take the step-by-step path, whose `Value` parse enforces serde_json's
+/// nesting limit (128 levels for the whole review); the fast pass keeps the object as text,
+/// which is checked for syntax but not for depth.
+const MAX_FAST_NESTING: usize = 100;
+
+/// How deeply arrays and objects nest in a JSON text (brackets inside strings don't count).
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text.as_bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// CREATE and UPDATE carry the object to check; DELETE and CONNECT may not.
 fn has_needed_object(request: &ReviewRequest) -> bool {
     let needs_object = matches!(request.operation, Operation::Create | Operation::Update);
-    !needs_object || matches!(request.object, Some(Value::Object(_)))
+    !needs_object || request.object.as_ref().is_some_and(ObjectJson::is_object)
 }
 
 /// [`decode`] step by step, so that a body which is not a usable review gets an error naming
@@ -160,7 +267,13 @@ fn decode_explained(body: &[u8]) -> Result<ReviewRequest, DecodeError> {
         Some(Value::String(uid)) if !uid.is_empty() => {}
         _ => return Err(DecodeError::MissingUid),
     }
-    let request: ReviewRequest = serde_path_to_error::deserialize(request).map_err(|e| {
+    // The object is kept as text, which a `Value` can't hand to serde; it is moved over as is.
+    let mut request = request;
+    let object = request
+        .as_object_mut()
+        .and_then(|r| r.remove("object"))
+        .filter(|o| !o.is_null());
+    let mut request: ReviewRequest = serde_path_to_error::deserialize(request).map_err(|e| {
         let path = match e.path().to_string() {
             root if root == "." => "request".to_owned(),
             path => format!("request.{path}"),
@@ -170,6 +283,7 @@ fn decode_explained(body: &[u8]) -> Result<ReviewRequest, DecodeError> {
             message: e.into_inner().to_string(),
         }
     })?;
+    request.object = object.map(ObjectJson::from_value);
     if !has_needed_object(&request) {
         return Err(DecodeError::MissingObject {
             operation: request.operation_name(),
@@ -340,7 +454,49 @@ mod tests {
         }
         let last_wins = decode(&bodies[8]).expect("a review with repeated keys");
         assert_eq!(last_wins.uid, "b");
-        assert_eq!(last_wins.object, Some(json!({"kind": "RayJob"})));
+        assert_eq!(
+            last_wins.object,
+            Some(ObjectJson::from_value(json!({"kind": "RayJob"})))
+        );
+    }
+
+    #[test]
+    fn nesting_depth_ignores_brackets_in_strings() {
+        assert_eq!(nesting_depth("1"), 0);
+        assert_eq!(nesting_depth(r#"{"a":[{"b":[]}],"c":{}}"#), 4);
+        assert_eq!(nesting_depth(r#"{"a":"[[[{{{","b":"\\\"[["}"#), 1);
+    }
+
+    /// The fast pass keeps the object as text without a depth check: a deeply nested object
+    /// goes the step-by-step way, which reads it as before (or names the nesting limit).
+    #[test]
+    fn deep_objects_are_decoded_as_before() {
+        for depth in [MAX_FAST_NESTING - 1, MAX_FAST_NESTING + 10, 130] {
+            let mut object = request();
+            let mut deep = json!(1);
+            for _ in 0..depth {
+                deep = json!([deep]);
+            }
+            object["object"]["spec"] = deep;
+            let body = body(review(object));
+            let decoded = decode(&body);
+            assert_eq!(decoded, decode_explained(&body), "depth {depth}");
+            match decoded {
+                Ok(request) => {
+                    let object = request.object.expect("an object");
+                    assert!(depth < 120, "depth {depth} decoded");
+                    assert_eq!(
+                        serde_json::from_str::<Value>(object.text()).ok().as_ref(),
+                        Some(object.value())
+                    );
+                }
+                Err(DecodeError::NotJson(message)) => {
+                    assert!(depth >= 120, "depth {depth}: {message}");
+                    assert!(message.contains("recursion limit"), "{message}");
+                }
+                Err(other) => panic!("depth {depth}: {other}"),
+            }
+        }
     }
 
     #[test]

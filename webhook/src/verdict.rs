@@ -11,12 +11,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use kube::core::admission::Operation;
 use kube::core::response::{Status, StatusCause, StatusDetails};
 use raygate_api::FieldError;
-use raygate_api::admission::{RAY_KINDS, normalized_with_policies, validate};
+use raygate_api::admission::{RAY_KINDS, normalized_with_policies, validate, validate_json};
 use raygate_api::json_diff::diff_json;
 use raygate_api::policy::{POLICY_KIND, PolicySet, Violation, validate_policy};
 use serde_json::Value;
 
-use crate::review::{ReviewRequest, ReviewResponse};
+use crate::review::{ObjectJson, ReviewRequest, ReviewResponse};
 
 /// The API group raygate serves.
 pub const RAY_GROUP: &str = "ray.io";
@@ -184,6 +184,7 @@ pub fn decide_with_policies(
     };
     if request.operation == Operation::Update {
         if object
+            .value()
             .pointer("/metadata/deletionTimestamp")
             .is_some_and(|t| !t.is_null())
         {
@@ -192,7 +193,7 @@ pub fn decide_with_policies(
             return Verdict::skip("the object is being deleted");
         }
         if let Some(old) = request.old_object.as_ref()
-            && same_desired_state(object, old)
+            && same_desired_state(object.value(), old)
         {
             return Verdict::skip("the update changes only status or bookkeeping metadata");
         }
@@ -201,7 +202,7 @@ pub fn decide_with_policies(
         return match endpoint {
             // A RayPolicy has no defaults to write.
             Endpoint::Mutate => Verdict::allow(),
-            Endpoint::Validate => decide_policy(request, object),
+            Endpoint::Validate => decide_policy(request, object.value()),
         };
     }
     let namespace = request.namespace.as_deref().unwrap_or_default();
@@ -211,7 +212,7 @@ pub fn decide_with_policies(
         labels: namespace_labels,
     };
     match endpoint {
-        Endpoint::Mutate => decide_mutation(request, object, &policies),
+        Endpoint::Mutate => decide_mutation(request, object.value(), &policies),
         Endpoint::Validate => decide_validation(request, object, &policies),
     }
 }
@@ -273,16 +274,33 @@ fn decide_mutation(request: &ReviewRequest, object: &Value, policies: &Policies<
     }
 }
 
-fn decide_validation(request: &ReviewRequest, object: &Value, policies: &Policies<'_>) -> Verdict {
+fn decide_validation(
+    request: &ReviewRequest,
+    object: &ObjectJson,
+    policies: &Policies<'_>,
+) -> Verdict {
     let old = match request.operation {
         Operation::Update => request.old_object.as_ref().filter(|o| o.is_object()),
         _ => None,
     };
     let decided = catch_unwind(AssertUnwindSafe(|| {
-        let mut validation = validate(object, old);
-        let evaluation = policies
+        // The common case (rules pass, no policy applies) reads the typed view from the text
+        // and never builds the object's `Value`.
+        let mut validation = validate_json(&request.kind.kind, object.text(), old)
+            .unwrap_or_else(|| validate(object.value(), old));
+        let kind = &request.kind.kind;
+        let evaluation = if policies
             .set
-            .evaluate(object, policies.namespace, policies.labels);
+            .matching(kind, policies.namespace, policies.labels)
+            .next()
+            .is_some()
+        {
+            policies
+                .set
+                .evaluate(object.value(), policies.namespace, policies.labels)
+        } else {
+            Default::default()
+        };
         validation.errors.extend(evaluation.errors());
         validation.warnings.extend(evaluation.warnings());
         (validation, evaluation)
@@ -314,7 +332,7 @@ fn decide_validation(request: &ReviewRequest, object: &Value, policies: &Policie
         &request.kind.kind,
         request.object_name(),
         &validation.errors,
-        object,
+        object.value(),
     );
     Verdict {
         warnings,
@@ -469,7 +487,7 @@ mod tests {
             name: "x".to_owned(),
             namespace: Some("default".to_owned()),
             operation,
-            object,
+            object: object.map(ObjectJson::from_value),
             old_object: old,
             dry_run: false,
         }

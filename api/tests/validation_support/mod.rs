@@ -270,6 +270,19 @@ pub fn run(cases: Vec<Case>) {
             warnings: admitted.warnings,
         };
         check(case.id, &case.expect, &direct, &mut failures);
+        // The webhook reads the typed view straight from the review's JSON text; whatever
+        // that path decides must be exactly what validating the `Value` decides.
+        let kind = case.object["kind"].as_str().unwrap_or_default();
+        let text = serde_json::to_string(&case.object).unwrap_or_default();
+        let on_value = raygate_api::admission::validate(&case.object, case.old.as_ref());
+        let from_text = raygate_api::admission::validate_json(kind, &text, case.old.as_ref())
+            .unwrap_or_else(|| on_value.clone());
+        if from_text != on_value {
+            failures.push(format!(
+                "{}: validating the JSON text gave {from_text:?}, the Value {on_value:?}",
+                case.id
+            ));
+        }
         let through_admit = format!("{} (through admit)", case.id);
         let expect = case.admitted.as_ref().unwrap_or(&case.expect);
         check(&through_admit, expect, &admitted, &mut failures);

@@ -27,8 +27,10 @@ pub fn check_review(body: &[u8]) {
                 serde_json::from_slice(patch_json).expect("the patch is a JSON Patch");
             let mut patched = request
                 .object
-                .clone()
-                .expect("a patched request has an object");
+                .as_ref()
+                .expect("a patched request has an object")
+                .value()
+                .clone();
             json_patch::patch(&mut patched, &patch).expect("the patch applies to the object sent");
             // The API server calls mutating webhooks again after other mutations; the second
             // call must change nothing.
