@@ -312,6 +312,42 @@ fn autoscaling_adds_sidecar_settings_and_no_monitor() {
 }
 
 #[test]
+fn autoscaler_v2_pods_never_restart_until_the_cluster_leaves_v2() {
+    let v2 = CLUSTER.replace(
+        "  rayVersion:",
+        "  enableInTreeAutoscaling: true\n  autoscalerOptions: {version: v2}\n  rayVersion:",
+    );
+    let first = normalized(&v2);
+    for group in [head(&first), worker(&first)] {
+        assert_eq!(group["template"]["spec"]["restartPolicy"], "Never");
+    }
+    let mut again = first.clone();
+    normalize(&mut again);
+    assert_eq!(again, first, "a second pass changes nothing");
+
+    let v1 = normalized(&CLUSTER.replace(
+        "  rayVersion:",
+        "  enableInTreeAutoscaling: true\n  autoscalerOptions: {version: v1}\n  rayVersion:",
+    ));
+    assert_eq!(head(&v1)["template"]["spec"].get("restartPolicy"), None);
+
+    // kubectl apply moves the cluster to v1: the policy raygate wrote goes with v2.
+    let mut moved = first.clone();
+    moved["spec"]["autoscalerOptions"]["version"] = json!("v1");
+    normalize(&mut moved);
+    for group in [head(&moved), worker(&moved)] {
+        assert_eq!(group["template"]["spec"].get("restartPolicy"), None);
+    }
+
+    // A policy the user wrote stays, whatever the version.
+    let mut users = object(&v2);
+    users["spec"]["workerGroupSpecs"][0]["template"]["spec"]["restartPolicy"] = json!("Never");
+    users["spec"]["autoscalerOptions"]["version"] = json!("v1");
+    normalize(&mut users);
+    assert_eq!(worker(&users)["template"]["spec"]["restartPolicy"], "Never");
+}
+
+#[test]
 fn user_values_are_never_overwritten() {
     let yaml = r#"
 apiVersion: ray.io/v1

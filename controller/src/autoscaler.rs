@@ -98,11 +98,7 @@ pub fn add_to_head(cluster: &RayCluster, spec: &mut PodSpec) {
     if !enabled(cluster) {
         return;
     }
-    let v2 = version(cluster) == Some(AutoscalerVersion::V2);
-    if v2 {
-        // Autoscaler v2 decides itself when a node is gone; restarts would confuse it.
-        spec.restart_policy = Some("Never".to_string());
-    }
+    never_restart_under_v2(cluster, spec);
     spec.service_account_name = Some(service_account_name(cluster));
     let options = cluster.spec.autoscaler_options.clone().unwrap_or_default();
     let Some(ray) = spec.containers.first_mut() else {
@@ -185,9 +181,20 @@ pub fn add_to_head(cluster: &RayCluster, spec: &mut PodSpec) {
 }
 
 pub fn add_to_worker(cluster: &RayCluster, spec: &mut PodSpec) {
-    if enabled(cluster) && version(cluster) == Some(AutoscalerVersion::V2) {
+    never_restart_under_v2(cluster, spec);
+}
+
+/// Admission writes `restartPolicy: Never` into autoscaler v2 templates; objects admitted by
+/// raygate before it did (their stamp is still current) get it here. Validation allows
+/// nothing else under v2, so only a missing policy is filled in.
+fn never_restart_under_v2(cluster: &RayCluster, spec: &mut PodSpec) {
+    if is_v2(cluster) && spec.restart_policy.is_none() {
         spec.restart_policy = Some("Never".to_string());
     }
+}
+
+pub fn is_v2(cluster: &RayCluster) -> bool {
+    enabled(cluster) && version(cluster) == Some(AutoscalerVersion::V2)
 }
 
 fn meta(cluster: &RayCluster, name: String) -> ObjectMeta {

@@ -20,6 +20,12 @@ pub fn normalize(
     warnings: &mut Vec<String>,
 ) {
     let autoscaling = spec.get("enableInTreeAutoscaling") == Some(&Value::Bool(true));
+    let autoscaler_v2 = autoscaling
+        && spec
+            .get("autoscalerOptions")
+            .and_then(|options| options.get("version"))
+            .and_then(Value::as_str)
+            == Some("v2");
     let ray_version = str_at(spec, "rayVersion").and_then(|text| ray_version::parse(text).ok());
     let gcs_port = spec
         .get("headGroupSpec")
@@ -32,6 +38,7 @@ pub fn normalize(
         owner,
         serves,
         autoscaling,
+        autoscaler_v2,
         ray_version: ray_version.as_ref(),
         gcs_port,
         key,

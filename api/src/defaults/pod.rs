@@ -23,6 +23,8 @@ pub struct GroupContext<'a> {
     /// The cluster serves Ray Serve traffic (a RayService, or a RayCluster with a serve Service).
     pub serves: bool,
     pub autoscaling: bool,
+    /// `autoscalerOptions.version: v2` with autoscaling on.
+    pub autoscaler_v2: bool,
     pub ray_version: Option<&'a RayVersion>,
     /// The head's GCS port, which workers need too (`RAY_PORT`).
     pub gcs_port: i64,
@@ -84,6 +86,7 @@ pub fn normalize_group(group: &mut Map<String, Value>, ctx: &GroupContext, ledge
         return;
     };
     gpu_scheduling(pod_spec, &taint_keys, accelerator.as_deref());
+    restart_policy(pod_spec, ctx, ledger);
     let Some(container) = pod_spec
         .get_mut("containers")
         .and_then(Value::as_array_mut)
@@ -96,6 +99,16 @@ pub fn normalize_group(group: &mut Map<String, Value>, ctx: &GroupContext, ledge
     probes(container, ctx, &params);
     env(container, ctx);
     dev_shm(pod_spec, &params, shm_size, ctx, ledger);
+}
+
+/// Autoscaler v2 replaces a failed Ray node itself: a container restarted by the kubelet would
+/// come back as a node it does not know. KubeRay sets `Never` on every pod it builds; written
+/// here, the stored template shows it. Recorded in the ledger, so it goes again when the
+/// cluster leaves autoscaler v2 (a head that never restarts is not what v1 wants).
+fn restart_policy(pod_spec: &mut Map<String, Value>, ctx: &GroupContext, ledger: &mut Ledger) {
+    let key = derived::key(&ctx.key, "template.spec", "restartPolicy");
+    let never = ctx.autoscaler_v2.then(|| Value::from("Never"));
+    ledger.derive(pod_spec, "restartPolicy", key, never);
 }
 
 /// The `rayStartParams` the container's ports and probes follow, read once they are complete.

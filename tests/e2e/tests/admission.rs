@@ -129,6 +129,7 @@ fn every_kuberay_sample_is_admitted_and_normalized_through_the_api_server() {
     let samples = ray_objects().expect("KubeRay samples");
     assert!(samples.len() >= 80, "only {} Ray objects", samples.len());
     // Per kind: how many samples had a default filled in (not set by the sample itself).
+    let mut autoscaler_v2 = 0;
     let mut defaulted: std::collections::BTreeMap<String, usize> = Default::default();
     for (index, (file, object)) in samples.iter().enumerate() {
         // Each in its own namespace: samples reuse names.
@@ -189,10 +190,22 @@ fn every_kuberay_sample_is_admitted_and_normalized_through_the_api_server() {
             );
             filled_in |= own.is_none();
         }
+        if kind == "RayCluster"
+            && object["spec"]["enableInTreeAutoscaling"] == true
+            && object["spec"]["autoscalerOptions"]["version"] == "v2"
+        {
+            let head = &stored["spec"]["headGroupSpec"]["template"]["spec"];
+            assert_eq!(
+                head["restartPolicy"], "Never",
+                "{file}: autoscaler v2 head as stored"
+            );
+            autoscaler_v2 += 1;
+        }
         if filled_in {
             *defaulted.entry(kind).or_default() += 1;
         }
     }
+    assert!(autoscaler_v2 > 0, "no autoscaler v2 RayCluster sample");
     for kind in ["RayCluster", "RayJob", "RayService", "RayCronJob"] {
         assert!(
             defaulted.get(kind).copied().unwrap_or(0) > 0,
