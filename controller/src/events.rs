@@ -1,6 +1,8 @@
 //! Kubernetes Events (events.k8s.io/v1) on Ray objects for every create, delete, transition and
 //! failure, with KubeRay's reporter and reason names so `kubectl describe` reads the same.
 
+use futures_util::StreamExt;
+use futures_util::stream;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -8,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource};
+use tokio::sync::mpsc;
 
 /// KubeRay's reporter names; tools filter events by them.
 pub const REPORTER: &str = "raycluster-controller";
@@ -15,9 +18,18 @@ pub const RAYJOB_REPORTER: &str = "rayjob-controller";
 pub const RAYSERVICE_REPORTER: &str = "rayservice-controller";
 pub const RAYCRONJOB_REPORTER: &str = "raycronjob-controller";
 
+/// Normal events waiting to be written; beyond this a burst drops events (with a log line)
+/// rather than holding up the passes that report them.
+const QUEUE: usize = 4096;
+/// Event writes at once, so a burst of them doesn't crowd out the controller's own writes.
+const WRITES_IN_FLIGHT: usize = 4;
+
+/// Normal events (what was created, deleted, changed) are queued and written by a background
+/// task: a pass hands its event over and goes on, instead of waiting a round trip per event
+/// before its cluster's next step. Warnings are still written before the pass goes on.
 #[derive(Clone)]
 pub struct EventSink {
-    client: kube::Client,
+    queue: mpsc::Sender<K8sEvent>,
     reporter: Reporter,
     /// For warnings: a failure repeated on every retry becomes one event with a growing
     /// `series.count`, as client-go's recorder does, instead of an event per retry.
@@ -34,10 +46,12 @@ impl EventSink {
             controller: controller.to_string(),
             instance,
         };
+        let (queue, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(write_events(client.clone(), pending));
         Self {
-            recorder: Recorder::new(client.clone(), reporter.clone()),
-            client,
+            recorder: Recorder::new(client, reporter.clone()),
             reporter,
+            queue,
         }
     }
 
@@ -54,10 +68,8 @@ impl EventSink {
     ) {
         let regarding = cluster.object_ref(&());
         let event = self.event(regarding, reason, action, note);
-        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
-        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
-        if let Err(error) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(%error, reason, "could not record an event");
+        if let Err(error) = self.queue.try_send(event) {
+            tracing::warn!(%error, reason, "event queue full; event dropped");
         }
     }
 
@@ -121,4 +133,21 @@ impl EventSink {
             tracing::warn!(%error, reason, "could not record an event");
         }
     }
+}
+
+/// Writes queued events until every sink is gone (the controller stopped).
+async fn write_events(client: kube::Client, mut pending: mpsc::Receiver<K8sEvent>) {
+    stream::poll_fn(|cx| pending.poll_recv(cx))
+        .for_each_concurrent(WRITES_IN_FLIGHT, |event| {
+            let client = client.clone();
+            async move {
+                let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+                let api: Api<K8sEvent> = Api::namespaced(client, namespace);
+                if let Err(error) = api.create(&PostParams::default(), &event).await {
+                    let reason = event.reason.as_deref().unwrap_or_default();
+                    tracing::warn!(%error, reason, "could not record an event");
+                }
+            }
+        })
+        .await;
 }

@@ -166,14 +166,19 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     if autoscaler::enabled(cluster) {
         ensure_autoscaler_rbac(ctx, cluster, &namespace).await?;
     }
-    let head_service = ensure_head_service(ctx, cluster, &namespace, &services_api).await?;
-    if services::needs_headless_service(cluster) {
-        let headless = services::headless_worker_service(cluster);
-        ensure_child(ctx, cluster, &services_api, headless, "Service").await?;
-    }
-
+    let services = async {
+        let head_service = ensure_head_service(ctx, cluster, &namespace, &services_api).await?;
+        if services::needs_headless_service(cluster) {
+            let headless = services::headless_worker_service(cluster);
+            ensure_child(ctx, cluster, &services_api, headless, "Service").await?;
+        }
+        Ok(head_service)
+    };
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let owned = list_owned_pods(&pods_api, cluster).await?;
+    // The pod LIST needs nothing from the Services, so both go out at once; pods are still
+    // only created once the head Service is known to be the cluster's (an error stops here).
+    let (head_service, owned) =
+        futures_util::try_join!(services, list_owned_pods(&pods_api, cluster))?;
     let hash = pod_template_hash(&cluster.spec);
     let plan = plan(ctx, cluster, &owned, &hash);
     // Before pods are created: they read their Ray auth token from it (create-only, so a
@@ -672,9 +677,12 @@ async fn execute(
         .into_iter()
         .map(|(pod, head)| Write::Delete(pod, head))
         .collect();
-    if plan.create_head {
-        writes.push(Write::Create(Box::new(pods::head_pod(&pod_ctx)), None));
-    }
+    // The head goes first, on its own: where a quota admits only some pods, a worker must not
+    // take the place the head needs (workers without a head do nothing), and a head that
+    // can't be created leaves its workers for the retry.
+    let head_write = plan
+        .create_head
+        .then(|| Write::Create(Box::new(pods::head_pod(&pod_ctx)), None));
     for (group_name, slot) in &plan.create_workers {
         if let Some(group) = cluster
             .spec
@@ -689,26 +697,34 @@ async fn execute(
             ));
         }
     }
-    let outcomes: Vec<Result<Written, ReplicaFailure>> = stream::iter(writes)
-        .map(|write| async move {
-            match write {
-                Write::Delete(pod, head) => {
-                    let uid = pod.uid.clone();
-                    delete_pod(ctx, cluster, api, pod, head)
-                        .await
-                        .map(|()| Written::Deleted(uid))
+    let write_all = |writes: Vec<Write>| {
+        stream::iter(writes)
+            .map(|write| async move {
+                match write {
+                    Write::Delete(pod, head) => {
+                        let uid = pod.uid.clone();
+                        delete_pod(ctx, cluster, api, pod, head)
+                            .await
+                            .map(|()| Written::Deleted(uid))
+                    }
+                    Write::Create(pod, group) => {
+                        let head = group.is_none();
+                        create_pod(ctx, cluster, api, *pod, group)
+                            .await
+                            .map(|created| Written::Created(Box::new(created), head))
+                    }
                 }
-                Write::Create(pod, group) => {
-                    let head = group.is_none();
-                    create_pod(ctx, cluster, api, *pod, group)
-                        .await
-                        .map(|created| Written::Created(Box::new(created), head))
-                }
-            }
-        })
-        .buffer_unordered(WRITES_IN_FLIGHT)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect::<Vec<Result<Written, ReplicaFailure>>>()
+    };
+    let mut outcomes = Vec::new();
+    if let Some(head) = head_write {
+        outcomes = write_all(vec![head]).await;
+    }
+    if outcomes.iter().all(Result::is_ok) {
+        outcomes.extend(write_all(writes).await);
+    }
     let mut heads = Vec::new();
     let mut workers = Vec::new();
     for outcome in outcomes {
