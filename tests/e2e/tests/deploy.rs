@@ -161,6 +161,22 @@ fn chart_lints_and_renders_in_every_mode() {
             "{kind} missing"
         );
     }
+    // Templated CRDs belong to the release, and `helm uninstall` would delete them with every
+    // Ray object; the keep policy leaves them, as Helm leaves those of crds/.
+    let templated_crds: Vec<&Value> = everything
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .collect();
+    let chart_crds =
+        std::fs::read_to_string(chart_dir().join("crds/raygate-crds.yaml")).expect("crds");
+    assert_eq!(templated_crds.len(), documents(&chart_crds).len());
+    for crd in templated_crds {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "{} would be deleted by helm uninstall",
+            crd["metadata"]["name"]
+        );
+    }
     let args = &find(&everything, "Deployment", "raygate-controller")["spec"]["template"]["spec"]["containers"]
         [0]["args"];
     assert_eq!(
@@ -171,10 +187,19 @@ fn chart_lints_and_renders_in_every_mode() {
 
 #[test]
 fn bad_values_are_refused_with_what_is_wrong() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--set", "webhook.replicas=0"], "webhook/replicas"),
         (&["--set", "certificates.mode=vault"], "certificates/mode"),
         (&["--set", "logFormat=xml"], "logFormat"),
+        (
+            &[
+                "--set",
+                "controller.replicas=2",
+                "--set",
+                "controller.leaderElection=false",
+            ],
+            "controller.replicas=2 needs controller.leaderElection=true",
+        ),
         (
             &["--set", "certificates.mode=certManager"],
             "cert-manager.io/v1 CRDs are not installed",
@@ -312,6 +337,25 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
         assert!(
             dry_run.contains(created),
             "{created} missing in:\n{dry_run}"
+        );
+    }
+    // The kustomize base, as `kubectl apply -k` builds it (kubectl's own kustomize): the same
+    // schema check by the API server. Namespaced objects need their namespace to exist, which a
+    // dry run of the base's Namespace doesn't create; it exists here.
+    let kustomize = workspace_root().join("deploy/kustomize");
+    let kustomize = kustomize.to_str().expect("UTF-8 path");
+    let dry_run = kubectl_ok(&cp, &["apply", "-k", kustomize, "--dry-run=server"], None);
+    for accepted in [
+        "namespace/raygate-system configured (server dry run)",
+        "customresourcedefinition.apiextensions.k8s.io/rayclusters.ray.io",
+        "deployment.apps/raygate-webhook created (server dry run)",
+        "deployment.apps/raygate-controller created (server dry run)",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/raygate created (server dry run)",
+        "poddisruptionbudget.policy/raygate-webhook created (server dry run)",
+    ] {
+        assert!(
+            dry_run.contains(accepted),
+            "{accepted} missing in:\n{dry_run}"
         );
     }
 
@@ -690,13 +734,23 @@ fn with_watch_namespaces_the_controller_can_act_only_there() {
         "rayclusters.ray.io",
         "team-a"
     ));
-    for namespace in ["team-b", "default", "kube-system"] {
+    assert!(can(&cp, controller, "get", "secrets", "team-a"));
+    for namespace in ["team-b", "default", "kube-system", RELEASE_NAMESPACE] {
         assert!(
             !can(&cp, controller, "create", "pods", namespace),
             "{namespace}"
         );
         assert!(
             !can(&cp, controller, "list", "rayclusters.ray.io", namespace),
+            "{namespace}"
+        );
+        // Ray token auth Secrets are read only where the controller reconciles.
+        assert!(
+            !can(&cp, controller, "get", "secrets", namespace),
+            "{namespace}"
+        );
+        assert!(
+            !can(&cp, controller, "create", "secrets", namespace),
             "{namespace}"
         );
     }
