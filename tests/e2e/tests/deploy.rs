@@ -3,6 +3,7 @@
 //! are accepted by a real API server, and grant each component only what it needs.
 
 use raygate_api::manifest::parse_documents;
+use raygate_e2e::cert_manager::{CertManagerBinaries, install_crds as install_cert_manager_crds};
 use raygate_e2e::control_plane::workspace_root;
 use raygate_e2e::helm::{KUBE_VERSION, RELEASE_NAMESPACE, chart_dir, helm, render};
 use raygate_e2e::kuberay_samples::sample_text;
@@ -185,6 +186,192 @@ fn chart_lints_and_renders_in_every_mode() {
     );
 }
 
+/// Whether every label a selector names (a Service's `selector`, a `matchLabels`) is in `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_object().expect("a selector is a map of labels");
+    !selector.is_empty() && selector.iter().all(|(key, value)| labels[key] == *value)
+}
+
+/// The Deployments whose pods a Service selects.
+fn selected_deployments<'a>(docs: &'a [Value], service: &Value) -> Vec<&'a str> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .filter(|d| {
+            selects(
+                &service["spec"]["selector"],
+                &d["spec"]["template"]["metadata"]["labels"],
+            )
+        })
+        .map(|d| d["metadata"]["name"].as_str().expect("name"))
+        .collect()
+}
+
+/// What the ServiceMonitors make Prometheus scrape: (Deployment, container port, path) for every
+/// endpoint port of every Service a monitor selects, followed through the Service's
+/// `targetPort` to the pods it selects. Fails on an endpoint that names no port of any
+/// selected Service (a monitor that scrapes nothing).
+fn service_monitor_targets(docs: &[Value]) -> Vec<(String, u64, String)> {
+    let mut targets = Vec::new();
+    for monitor in docs.iter().filter(|d| d["kind"] == "ServiceMonitor") {
+        let name = &monitor["metadata"]["name"];
+        let selector = &monitor["spec"]["selector"];
+        assert!(
+            selector["matchExpressions"].is_null()
+                && monitor["spec"]["namespaceSelector"].is_null(),
+            "{name}: only matchLabels in the monitor's own namespace are followed here"
+        );
+        let services: Vec<&Value> = docs
+            .iter()
+            .filter(|d| {
+                d["kind"] == "Service"
+                    && d["metadata"]["namespace"] == monitor["metadata"]["namespace"]
+                    && selects(&selector["matchLabels"], &d["metadata"]["labels"])
+            })
+            .collect();
+        for endpoint in monitor["spec"]["endpoints"].as_array().expect("endpoints") {
+            let mut found = false;
+            for service in &services {
+                let Some(port) = service["spec"]["ports"]
+                    .as_array()
+                    .expect("ports")
+                    .iter()
+                    .find(|p| p["name"] == endpoint["port"])
+                else {
+                    continue;
+                };
+                found = true;
+                for deployment in selected_deployments(docs, service) {
+                    let pod = &find(docs, "Deployment", deployment)["spec"]["template"]["spec"];
+                    let container_port = pod["containers"]
+                        .as_array()
+                        .expect("containers")
+                        .iter()
+                        .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                        .find(|p| {
+                            p["name"] == port["targetPort"]
+                                || p["containerPort"] == port["targetPort"]
+                        })
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{deployment} has no port {} for {}",
+                                port["targetPort"], service["metadata"]["name"]
+                            )
+                        });
+                    targets.push((
+                        deployment.to_owned(),
+                        container_port["containerPort"]
+                            .as_u64()
+                            .expect("port number"),
+                        endpoint["path"].as_str().expect("path").to_owned(),
+                    ));
+                }
+            }
+            assert!(
+                found,
+                "{name}: endpoint port {} is on no selected Service",
+                endpoint["port"]
+            );
+        }
+    }
+    targets.sort();
+    targets
+}
+
+#[test]
+fn service_monitors_scrape_the_webhook_and_the_controller() {
+    let metrics_from = r#"networkPolicy.metricsFrom=[{"namespaceSelector": {"matchLabels":
+        {"kubernetes.io/metadata.name": "monitoring"}}}]"#;
+    let docs = documents(
+        &render(&[
+            "--api-versions",
+            "monitoring.coreos.com/v1",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set-json",
+            metrics_from,
+        ])
+        .expect("render"),
+    );
+    // The controller's metrics Service: its admin port, named for the ServiceMonitor, in front
+    // of the controller's pods and no one else's.
+    let service = find(&docs, "Service", "raygate-controller-metrics");
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8082);
+    assert_eq!(
+        selected_deployments(&docs, service),
+        ["raygate-controller"],
+        "the controller metrics Service must select exactly the controller's pods"
+    );
+    assert_eq!(
+        selected_deployments(&docs, find(&docs, "Service", "raygate-webhook")),
+        ["raygate-webhook"]
+    );
+    // Both admin ports are scraped, each once: the webhook's admission and certificate metrics,
+    // and the controller's reconcile, cluster-state and RayJob metrics.
+    let targets = service_monitor_targets(&docs);
+    assert_eq!(
+        targets,
+        [
+            ("raygate-controller".to_owned(), 8082, "/metrics".to_owned()),
+            ("raygate-webhook".to_owned(), 8081, "/metrics".to_owned()),
+        ]
+    );
+    // The NetworkPolicy lets the metricsFrom peers reach both scraped ports.
+    let policy = find(&docs, "NetworkPolicy", "raygate");
+    let metrics_rule = policy["spec"]["ingress"]
+        .as_array()
+        .expect("ingress")
+        .iter()
+        .find(|rule| !rule["from"].is_null())
+        .expect("a rule for the metricsFrom peers");
+    assert_eq!(
+        metrics_rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    for (deployment, port, _) in &targets {
+        let pod_labels =
+            &find(&docs, "Deployment", deployment)["spec"]["template"]["metadata"]["labels"];
+        assert!(
+            selects(&policy["spec"]["podSelector"]["matchLabels"], pod_labels),
+            "the NetworkPolicy doesn't cover {deployment}"
+        );
+        assert!(
+            metrics_rule["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .any(|p| p["port"] == *port),
+            "the NetworkPolicy blocks scrapes of {deployment}:{port}"
+        );
+    }
+
+    // Admission only: no controller, so neither its Service nor its monitor.
+    let webhook_only = documents(
+        &render(&[
+            "--api-versions",
+            "monitoring.coreos.com/v1",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "controller.enabled=false",
+        ])
+        .expect("render"),
+    );
+    assert_eq!(
+        service_monitor_targets(&webhook_only),
+        [("raygate-webhook".to_owned(), 8081, "/metrics".to_owned())]
+    );
+    assert!(
+        !webhook_only
+            .iter()
+            .any(|d| d["metadata"]["name"] == "raygate-controller-metrics"),
+        "no controller metrics Service without the controller"
+    );
+}
+
 #[test]
 fn bad_values_are_refused_with_what_is_wrong() {
     let cases: [(&[&str], &str); 5] = [
@@ -352,6 +539,7 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
         "deployment.apps/raygate-controller created (server dry run)",
         "mutatingwebhookconfiguration.admissionregistration.k8s.io/raygate created (server dry run)",
         "poddisruptionbudget.policy/raygate-webhook created (server dry run)",
+        "service/raygate-controller-metrics created (server dry run)",
     ] {
         assert!(
             dry_run.contains(accepted),
@@ -473,6 +661,68 @@ fn rendered_chart_is_accepted_by_the_api_server_with_least_privilege_rbac() {
         "leases/kube-scheduler",
         "kube-system"
     ));
+}
+
+#[test]
+fn cert_manager_mode_is_accepted_by_the_api_server() {
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    kubectl_ok(&cp, &["create", "namespace", RELEASE_NAMESPACE], None);
+    // cert-manager's CRDs, as cert-manager's own tests install them; only its API is needed.
+    let cert_manager =
+        CertManagerBinaries::locate().expect("cert-manager (tests/certmanager/build.sh)");
+    install_cert_manager_crds(&cp, &cert_manager.crds).expect("cert-manager's CRDs");
+
+    let rendered = render(&[
+        "--api-versions",
+        "cert-manager.io/v1",
+        "--set",
+        "certificates.mode=certManager",
+    ])
+    .expect("render");
+    // What the API server would store: every object checked against its built-in or CRD schema.
+    let out = kubectl_ok(
+        &cp,
+        &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
+        Some(&rendered),
+    );
+    let applied: Value = serde_json::from_str(&out).expect("kubectl prints JSON");
+    let applied: Vec<Value> = match applied["kind"].as_str() {
+        Some("List") => applied["items"].as_array().expect("items").clone(),
+        _ => vec![applied],
+    };
+    let stored = |kind: &str, name: &str| {
+        applied
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the API server did not accept {kind}/{name}:\n{out}"))
+    };
+    stored("Issuer", "raygate-selfsigned");
+    assert_eq!(
+        stored("Issuer", "raygate-ca")["spec"]["ca"]["secretName"],
+        "raygate-webhook-tls-ca"
+    );
+    assert_eq!(
+        stored("Certificate", "raygate-webhook-ca")["spec"]["isCA"],
+        true
+    );
+    let serving = stored("Certificate", "raygate-webhook");
+    assert_eq!(serving["spec"]["issuerRef"]["name"], "raygate-ca");
+    assert_eq!(
+        serving["spec"]["dnsNames"][0],
+        "raygate-webhook.raygate-system.svc"
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert_eq!(
+            stored(kind, "raygate")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "raygate-system/raygate-webhook",
+            "{kind}: the cainjector would not fill its caBundle"
+        );
+    }
+    stored("Deployment", "raygate-webhook");
+    stored("Deployment", "raygate-controller");
 }
 
 #[test]

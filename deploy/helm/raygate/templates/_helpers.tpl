@@ -16,6 +16,10 @@
 {{- printf "%s-controller" (include "raygate.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "raygate.controllerMetricsName" -}}
+{{- printf "%s-metrics" (include "raygate.controllerName" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "raygate.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
