@@ -344,3 +344,62 @@ fn bad_gpus() -> Value {
 fn update_rules() {
     run(cases());
 }
+
+/// A running RayJob stored by an older raygate, before admission wrote autoscaler v2's
+/// `restartPolicy: Never`: a later label change gets that default written in by mutation, and
+/// must still be admitted; a real change of its cluster still isn't.
+#[test]
+fn defaults_added_since_a_running_job_was_stored_are_not_a_change_of_its_cluster() {
+    let v2 = with(
+        job(),
+        &[
+            ("/spec/rayClusterSpec/enableInTreeAutoscaling", json!(true)),
+            (
+                "/spec/rayClusterSpec/autoscalerOptions",
+                json!({"version": "v2"}),
+            ),
+        ],
+    );
+    let mut stored = raygate_api::admission::admit(&v2, None).normalized;
+    let cluster = &mut stored["spec"]["rayClusterSpec"];
+    assert_eq!(
+        cluster["headGroupSpec"]["template"]["spec"]["restartPolicy"], "Never",
+        "today's admission writes it"
+    );
+    // As an older raygate stored it.
+    for pointer in [
+        "/headGroupSpec/template/spec",
+        "/workerGroupSpecs/0/template/spec",
+    ] {
+        cluster
+            .pointer_mut(pointer)
+            .and_then(Value::as_object_mut)
+            .expect("pod spec")
+            .remove("restartPolicy");
+    }
+    if let Some(annotations) = stored["metadata"]["annotations"].as_object_mut() {
+        annotations.remove("raygate.io/derived");
+    }
+    let stored = started(stored, "Running");
+
+    let relabelled = with(stored.clone(), &[("/metadata/labels/team", json!("ml"))]);
+    let verdict = raygate_api::admission::admit(&relabelled, Some(&stored));
+    assert!(verdict.errors.is_empty(), "{:?}", verdict.errors);
+
+    let resized = with(
+        stored.clone(),
+        &[(
+            "/spec/rayClusterSpec/workerGroupSpecs/0/maxReplicas",
+            json!(9),
+        )],
+    );
+    let verdict = raygate_api::admission::admit(&resized, Some(&stored));
+    assert!(
+        verdict
+            .errors
+            .iter()
+            .any(|e| e.to_string().contains("rayClusterSpec cannot be changed")),
+        "{:?}",
+        verdict.errors
+    );
+}

@@ -1,6 +1,9 @@
 //! Kubernetes Events (events.k8s.io/v1) on Ray objects for every create, delete, transition and
 //! failure, with KubeRay's reporter and reason names so `kubectl describe` reads the same.
 
+use std::sync::Mutex;
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use futures_util::stream;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -11,6 +14,7 @@ use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// KubeRay's reporter names; tools filter events by them.
 pub const REPORTER: &str = "raycluster-controller";
@@ -37,17 +41,22 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    pub fn new(client: kube::Client, instance: Option<String>) -> Self {
-        Self::for_reporter(client, REPORTER, instance)
+    pub fn new(client: kube::Client, instance: Option<String>, writers: &EventWriters) -> Self {
+        Self::for_reporter(client, REPORTER, instance, writers)
     }
 
-    pub fn for_reporter(client: kube::Client, controller: &str, instance: Option<String>) -> Self {
+    pub fn for_reporter(
+        client: kube::Client,
+        controller: &str,
+        instance: Option<String>,
+        writers: &EventWriters,
+    ) -> Self {
         let reporter = Reporter {
             controller: controller.to_string(),
             instance,
         };
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(write_events(client.clone(), pending));
+        writers.add(tokio::spawn(write_events(client.clone(), pending)));
         Self {
             recorder: Recorder::new(client, reporter.clone()),
             reporter,
@@ -68,8 +77,14 @@ impl EventSink {
     ) {
         let regarding = cluster.object_ref(&());
         let event = self.event(regarding, reason, action, note);
-        if let Err(error) = self.queue.try_send(event) {
-            tracing::warn!(%error, reason, "event queue full; event dropped");
+        match self.queue.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(reason, "event queue full; event dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!(reason, "event writer stopped; event dropped");
+            }
         }
     }
 
@@ -131,6 +146,33 @@ impl EventSink {
             .await
         {
             tracing::warn!(%error, reason, "could not record an event");
+        }
+    }
+}
+
+/// The background writers of every sink. The controller awaits them when it stops, after
+/// dropping its sinks, so the events of its last passes ("Deleted worker pod ...: why") are
+/// written before it exits or gives up its lease.
+#[derive(Default)]
+pub struct EventWriters(Mutex<Vec<JoinHandle<()>>>);
+
+impl EventWriters {
+    fn add(&self, writer: JoinHandle<()>) {
+        if let Ok(mut writers) = self.0.lock() {
+            writers.push(writer);
+        }
+    }
+
+    /// Waits until every writer has written what was queued (all sinks must be gone), at
+    /// most `within`; what is left then is dropped, with a log line.
+    pub async fn finish(self, within: Duration) {
+        let writers = self.0.into_inner().unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + within;
+        for writer in writers {
+            if tokio::time::timeout_at(deadline, writer).await.is_err() {
+                tracing::warn!("events still queued at shutdown were not written");
+                return;
+            }
         }
     }
 }

@@ -55,6 +55,8 @@ pub use metrics::Metrics;
 const DEBOUNCE: Duration = Duration::from_millis(250);
 /// How often `raygate_clusters` is recounted from the watch cache.
 const CLUSTER_STATE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a stopping controller waits for its queued events to be written.
+const EVENT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -122,6 +124,7 @@ pub async fn run(
     }
     metrics.set_leader(true);
 
+    let event_writers = events::EventWriters::default();
     let job_context = Arc::new(rayjob::JobContext {
         client: client.clone(),
         cluster_domain: options.cluster_domain.clone(),
@@ -129,6 +132,7 @@ pub async fn run(
             client.clone(),
             events::RAYJOB_REPORTER,
             Some(options.identity.clone()),
+            &event_writers,
         ),
         metrics: metrics.clone(),
         dashboard_override: options.dashboard_override.clone(),
@@ -141,6 +145,7 @@ pub async fn run(
             client.clone(),
             events::RAYSERVICE_REPORTER,
             Some(options.identity.clone()),
+            &event_writers,
         ),
         metrics: metrics.clone(),
         dashboard_override: options.dashboard_override.clone(),
@@ -152,6 +157,7 @@ pub async fn run(
             client.clone(),
             events::RAYCRONJOB_REPORTER,
             Some(options.identity.clone()),
+            &event_writers,
         ),
         metrics: metrics.clone(),
     });
@@ -167,7 +173,11 @@ pub async fn run(
     let context = Arc::new(reconcile::Context::new(
         client.clone(),
         options.cluster_domain.clone(),
-        events::EventSink::new(client.clone(), Some(options.identity.clone())),
+        events::EventSink::new(
+            client.clone(),
+            Some(options.identity.clone()),
+            &event_writers,
+        ),
         metrics.clone(),
         service_stores,
     ));
@@ -264,6 +274,10 @@ pub async fn run(
     };
     metrics.set_leader(false);
     ready.store(false, Ordering::Release);
+    // The controllers are gone; with the last sinks dropped, the event writers finish what
+    // the last passes queued, before the lease goes to another replica.
+    drop((context, job_context, service_context, cron_context));
+    event_writers.finish(EVENT_FLUSH_TIMEOUT).await;
     if let (Some(held), Ok(())) = (lease, &outcome) {
         held.release().await;
     }

@@ -35,7 +35,7 @@ use crate::pod_state;
 use crate::pods::{self, PodContext, WorkerSlot};
 use crate::scaling::{self, DeleteReason, GroupWish, PodToDelete};
 use crate::services;
-use crate::spec_hash::pod_template_hash;
+use crate::spec_hash::{self, pod_template_hash};
 use crate::status::{self, Observed, ReplicaFailure};
 use crate::{autoscaler, cleanup, gcs_ft};
 
@@ -532,11 +532,13 @@ fn plan(ctx: &Context, cluster: &RayCluster, owned: &[Pod], hash: &str) -> Plan 
         == Some(RayClusterUpgradeType::Recreate);
     if recreate
         && let Some(head) = heads.first()
-        && head
-            .annotations()
-            .get(ANNOTATION_UPGRADE_STRATEGY_RECREATE_HASH)
-            .map(String::as_str)
-            != Some(hash)
+        && !spec_hash::is_current(
+            head.annotations()
+                .get(ANNOTATION_UPGRADE_STRATEGY_RECREATE_HASH)
+                .map(String::as_str),
+            &cluster.spec,
+            hash,
+        )
     {
         tracing::info!("pod template changed under upgradeStrategy Recreate: recreating all pods");
         return Plan::delete_all(owned, DeleteReason::Recreate);
@@ -672,17 +674,19 @@ async fn execute(
         cluster_domain: &ctx.cluster_domain,
         template_hash: hash,
     };
-    let mut writes: Vec<Write> = plan
+    // Deletions and the head's creation go first, and the workers' creations after them:
+    // where a quota admits only some pods, a worker must not take the place the head needs
+    // (workers without a head do nothing), and a head that can't be created leaves its workers
+    // for the retry. Deletions never wait on the head: they may be what frees its place.
+    let mut first: Vec<Write> = plan
         .delete
         .into_iter()
         .map(|(pod, head)| Write::Delete(pod, head))
         .collect();
-    // The head goes first, on its own: where a quota admits only some pods, a worker must not
-    // take the place the head needs (workers without a head do nothing), and a head that
-    // can't be created leaves its workers for the retry.
-    let head_write = plan
-        .create_head
-        .then(|| Write::Create(Box::new(pods::head_pod(&pod_ctx)), None));
+    if plan.create_head {
+        first.push(Write::Create(Box::new(pods::head_pod(&pod_ctx)), None));
+    }
+    let mut writes = Vec::new();
     for (group_name, slot) in &plan.create_workers {
         if let Some(group) = cluster
             .spec
@@ -718,11 +722,11 @@ async fn execute(
             .buffer_unordered(WRITES_IN_FLIGHT)
             .collect::<Vec<Result<Written, ReplicaFailure>>>()
     };
-    let mut outcomes = Vec::new();
-    if let Some(head) = head_write {
-        outcomes = write_all(vec![head]).await;
-    }
-    if outcomes.iter().all(Result::is_ok) {
+    let mut outcomes = write_all(first).await;
+    let head_failed = outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Err(failure) if failure.reason == HEAD_CREATE_FAILED));
+    if !head_failed {
         outcomes.extend(write_all(writes).await);
     }
     let mut heads = Vec::new();
@@ -818,6 +822,9 @@ pub(crate) async fn delete_pod(
     }
 }
 
+/// The `ReplicaFailure` reason of a head pod that could not be created.
+const HEAD_CREATE_FAILED: &str = "FailedCreateHeadPod";
+
 async fn create_pod(
     ctx: &Context,
     cluster: &RayCluster,
@@ -826,7 +833,7 @@ async fn create_pod(
     group: Option<String>,
 ) -> Result<Pod, ReplicaFailure> {
     let (kind, failed, failed_condition) = match group {
-        None => ("head", "FailedToCreateHeadPod", "FailedCreateHeadPod"),
+        None => ("head", "FailedToCreateHeadPod", HEAD_CREATE_FAILED),
         Some(_) => ("worker", "FailedToCreateWorkerPod", "FailedCreateWorkerPod"),
     };
     let mut attempt = 0;

@@ -28,13 +28,46 @@ pub fn fnv1a_hex(bytes: &[u8]) -> String {
 /// templates stored since it began to, and those stored before lack it; either way the pods
 /// run with `Never`, so re-applying an older object must not look like a template change.
 pub fn pod_template_hash(spec: &RayClusterSpec) -> String {
+    hash_without_scaling(spec, true)
+}
+
+/// The hash raygate computed before it left autoscaler v2's `restartPolicy: Never` out, when
+/// that differs (a v2 template stating `Never`): pods and clusters made by an older raygate
+/// carry it, and a raygate upgrade alone must not recreate them.
+pub fn earlier_pod_template_hash(spec: &RayClusterSpec) -> Option<String> {
+    let states_never = |pod_spec: Option<&PodSpec>| {
+        pod_spec.is_some_and(|p| p.restart_policy.as_deref() == Some("Never"))
+    };
+    let any_never = states_never(spec.head_group_spec.template.spec.as_ref())
+        || spec
+            .worker_group_specs
+            .iter()
+            .flatten()
+            .any(|group| states_never(group.template.spec.as_ref()));
+    (autoscaler_v2(spec) && any_never).then(|| hash_without_scaling(spec, false))
+}
+
+/// Whether a stored hash is the spec's, as this raygate or an earlier one computed it.
+pub fn is_current(stored: Option<&str>, spec: &RayClusterSpec, hash: &str) -> bool {
+    match stored {
+        None => false,
+        Some(stored) if stored == hash => true,
+        Some(stored) => earlier_pod_template_hash(spec).as_deref() == Some(stored),
+    }
+}
+
+fn autoscaler_v2(spec: &RayClusterSpec) -> bool {
+    spec.enable_in_tree_autoscaling == Some(true)
+        && spec.autoscaler_options.as_ref().and_then(|o| o.version) == Some(AutoscalerVersion::V2)
+}
+
+fn hash_without_scaling(spec: &RayClusterSpec, leave_out_never: bool) -> String {
     let mut spec = spec.clone();
-    let v2 = spec.enable_in_tree_autoscaling == Some(true)
-        && spec.autoscaler_options.as_ref().and_then(|o| o.version) == Some(AutoscalerVersion::V2);
+    let leave_out_never = leave_out_never && autoscaler_v2(&spec);
     let unhashed = |pod_spec: &mut PodSpec| {
         pod_spec.tolerations = None;
         pod_spec.scheduling_gates = None;
-        if v2 && pod_spec.restart_policy.as_deref() == Some("Never") {
+        if leave_out_never && pod_spec.restart_policy.as_deref() == Some("Never") {
             pod_spec.restart_policy = None;
         }
     };
@@ -126,5 +159,14 @@ mod tests {
             stored_before,
             "other defaults still count"
         );
+        // Pods an earlier raygate made from a template stating `Never` carry the hash with it.
+        let hash = pod_template_hash(&admitted.spec);
+        let earlier = earlier_pod_template_hash(&admitted.spec).expect("v2 templates state Never");
+        assert_ne!(earlier, hash);
+        assert!(is_current(Some(&earlier), &admitted.spec, &hash));
+        assert!(is_current(Some(&hash), &admitted.spec, &hash));
+        assert!(!is_current(Some("0000"), &admitted.spec, &hash));
+        assert!(!is_current(None, &admitted.spec, &hash));
+        assert_eq!(earlier_pod_template_hash(&normalized_before), None);
     }
 }

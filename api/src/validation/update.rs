@@ -72,7 +72,11 @@ pub(crate) fn check_rayjob(v: &mut Validation, new: &RayJob, old: &RayJob) {
         );
     }
     let suspended = new.spec.suspend == Some(true) || old.spec.suspend == Some(true);
-    if !suspended && new.spec.ray_cluster_spec != old.spec.ray_cluster_spec {
+    if !suspended
+        && new.spec.ray_cluster_spec != old.spec.ray_cluster_spec
+        && new.spec.ray_cluster_spec
+            != with_current_defaults(old).and_then(|o| o.spec.ray_cluster_spec)
+    {
         v.error(
             "spec.rayClusterSpec",
             format!(
@@ -189,4 +193,14 @@ fn check_num_of_hosts(
             );
         }
     }
+}
+
+/// The stored RayJob with this build's defaults. One stored by an older raygate lacks the
+/// defaults added since, and mutation writes them into every update of it: that is no change
+/// of the user's, and must not lock a running job against a label change. Only computed when
+/// the specs differ as stored.
+fn with_current_defaults(old: &RayJob) -> Option<RayJob> {
+    let mut value = serde_json::to_value(old).ok()?;
+    crate::defaults::normalize(&mut value);
+    serde_json::from_value(value).ok()
 }

@@ -171,12 +171,6 @@ pub fn rollback_complete(split: Split, pending_healthy: bool) -> bool {
         && (!pending_healthy || (split.pending_capacity == 0 && split.pending_traffic == 0))
 }
 
-/// During an upgrade, a spec that no longer matches the pending cluster (the user reverted,
-/// or asked for a third spec) rolls back to the active cluster first.
-pub fn should_roll_back(goal_hash: &str, pending_hash: Option<&str>) -> bool {
-    pending_hash != Some(goal_hash)
-}
-
 /// The serve config as sent to one cluster: with its `target_capacity` when one is set.
 pub fn with_capacity(config: &serde_json::Value, capacity: Option<i32>) -> serde_json::Value {
     let mut config = config.clone();
@@ -293,13 +287,6 @@ mod tests {
         assert_eq!(next_traffic(s, &o, false, false, Some(at), later), (100, 0));
         // Capacity waits for traffic to catch up.
         assert_eq!(next_capacity(split((100, 80), (100, 20)), &o, false), None);
-    }
-
-    #[test]
-    fn rolling_back_is_wanted_once_the_spec_leaves_the_pending_cluster() {
-        assert!(!should_roll_back("h2", Some("h2")));
-        assert!(should_roll_back("h1", Some("h2")));
-        assert!(should_roll_back("h3", Some("h2")));
     }
 
     #[test]

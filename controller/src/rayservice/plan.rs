@@ -20,7 +20,7 @@ use raygate_api::{RayCluster, RayService};
 
 use crate::dashboard::ServeDetails;
 use crate::names;
-use crate::spec_hash::{fnv1a_hex, pod_template_hash};
+use crate::spec_hash::{self, fnv1a_hex, pod_template_hash};
 
 /// On a RayService's cluster: the hash of the serve config last applied to it.
 pub const SERVE_CONFIG_HASH: &str = "raygate.io/serve-config-hash";
@@ -99,6 +99,16 @@ pub fn cluster_hash(cluster: &RayCluster) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Whether the cluster was made for the RayService's current `rayClusterConfig` (by this
+/// raygate, or by an earlier one that hashed the same spec differently).
+pub fn matches_goal(service: &RayService, cluster: &RayCluster) -> bool {
+    spec_hash::is_current(
+        cluster_hash(cluster),
+        &service.spec.ray_cluster_config,
+        &goal_hash(service),
+    )
+}
+
 /// Zero-downtime upgrades are on unless `upgradeStrategy.type` is `None`.
 pub fn zero_downtime(service: &RayService) -> bool {
     service
@@ -120,16 +130,16 @@ pub fn needs_new_cluster(
     pending: Option<&RayCluster>,
     incremental: bool,
 ) -> bool {
-    let goal = goal_hash(service);
     match (active, pending) {
         (active, Some(pending)) => {
-            !(incremental && active.is_some())
-                && cluster_hash(pending) != Some(goal.as_str())
-                && !only_groups_appended(service, pending)
+            let keep_pending = (incremental && active.is_some())
+                || matches_goal(service, pending)
+                || only_groups_appended(service, pending);
+            !keep_pending
         }
         (None, None) => true,
         (Some(active), None) => {
-            cluster_hash(active) != Some(goal.as_str())
+            !matches_goal(service, active)
                 && !only_groups_appended(service, active)
                 && zero_downtime(service)
         }
@@ -342,6 +352,36 @@ mod tests {
         // The same holds for a pending cluster.
         let pending = cluster_for_service(&v1, "svc-bbbbb");
         assert!(!needs_new_cluster(&v2, None, Some(&pending), false));
+    }
+
+    #[test]
+    fn a_cluster_hashed_by_an_earlier_raygate_is_still_the_goal() {
+        let mut svc = service("rayproject/ray:2.46.0", None);
+        let config = &mut svc.spec.ray_cluster_config;
+        config.enable_in_tree_autoscaling = Some(true);
+        config.autoscaler_options = Some(raygate_api::raycluster::AutoscalerOptions {
+            version: Some(raygate_api::raycluster::AutoscalerVersion::V2),
+            ..Default::default()
+        });
+        if let Some(pod_spec) = config.head_group_spec.template.spec.as_mut() {
+            pod_spec.restart_policy = Some("Never".into());
+        }
+        let mut active = cluster_for_service(&svc, "svc-aaaaa");
+        assert!(matches_goal(&svc, &active));
+        let earlier = spec_hash::earlier_pod_template_hash(&svc.spec.ray_cluster_config)
+            .expect("a v2 template states Never");
+        active
+            .annotations_mut()
+            .insert(RAY_HASH_WITHOUT_REPLICAS.to_string(), earlier);
+        assert!(
+            matches_goal(&svc, &active),
+            "no new cluster for a raygate upgrade"
+        );
+        assert!(!needs_new_cluster(&svc, Some(&active), None, false));
+        active
+            .annotations_mut()
+            .insert(RAY_HASH_WITHOUT_REPLICAS.to_string(), "0000".into());
+        assert!(needs_new_cluster(&svc, Some(&active), None, false));
     }
 
     #[test]

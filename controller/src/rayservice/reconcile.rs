@@ -277,13 +277,13 @@ async fn reconcile_service(service: &RayService, ctx: &ServiceContext) -> Result
             )
             .await;
     }
-    // An incremental upgrade whose spec left the new cluster (reverted, or a third spec) first
-    // rolls back to the active cluster.
+    // An incremental upgrade whose spec left the new cluster (the user reverted, or asked for
+    // a third spec) first rolls back to the active cluster.
     let rolling_back = incremental.is_some()
         && active.is_some()
-        && pending.as_ref().is_some_and(|p| {
-            incremental::should_roll_back(&plan::goal_hash(service), plan::cluster_hash(p))
-        });
+        && pending
+            .as_ref()
+            .is_some_and(|p| !plan::matches_goal(service, p));
     if rolling_back && !condition_true(&status, ROLLBACK_IN_PROGRESS) {
         set_condition(
             &mut status,

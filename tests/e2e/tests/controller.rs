@@ -421,13 +421,18 @@ async fn scaling_follows_replicas_and_workers_to_delete() {
     let (_, workers) = env.wait_for_pods(1, 2).await;
     assert!(!names(&workers).contains(&victim), "{victim} survived");
     let kept: BTreeSet<String> = names(&workers);
-    let events = env.events();
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, m)| t == "Normal" && r == "DeletedWorkerPod" && m.contains(&victim)),
-        "no DeletedWorkerPod event naming {victim}: {events:?}"
-    );
+    // Events are written by a background task, just after the deletion.
+    wait_until(
+        &format!("a DeletedWorkerPod event naming {victim}"),
+        TIMEOUT,
+        || async {
+            env.events()
+                .iter()
+                .any(|(t, r, m)| t == "Normal" && r == "DeletedWorkerPod" && m.contains(&victim))
+                .then_some(())
+        },
+    )
+    .await;
 
     env.patch(json!([
         {"op": "remove", "path": "/spec/workerGroupSpecs/0/scaleStrategy"},
@@ -743,15 +748,16 @@ async fn suspending_one_worker_group_deletes_only_its_pods_and_resuming_brings_t
         condition(&cluster, "RayClusterSuspended").as_deref(),
         Some("True")
     );
-    let deleted = env
-        .events()
-        .into_iter()
-        .filter(|(_, r, _)| r == "DeletedWorkerPod")
-        .count();
-    assert_eq!(
-        deleted, 2,
-        "one DeletedWorkerPod event per pod of the group"
-    );
+    // One DeletedWorkerPod event per pod of the group (written just after the deletions).
+    wait_until("two DeletedWorkerPod events", TIMEOUT, || async {
+        let deleted = env
+            .events()
+            .into_iter()
+            .filter(|(_, r, _)| r == "DeletedWorkerPod")
+            .count();
+        (deleted == 2).then_some(())
+    })
+    .await;
 
     env.patch(
         json!([{"op": "replace", "path": "/spec/workerGroupSpecs/1/suspend", "value": false}]),
@@ -797,7 +803,7 @@ async fn removing_a_worker_group_deletes_its_pods_only() {
         first_group,
         "the other group was touched"
     );
-    // Each deletion is reported, naming why (events are written just after the delete).
+    // Each deletion is reported, naming why (events are written just after the deletions).
     wait_until(
         "two DeletedWorkerPod events naming the removal",
         TIMEOUT,

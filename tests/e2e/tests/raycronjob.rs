@@ -241,12 +241,18 @@ async fn raycronjobs_create_rayjobs_on_schedule() {
     })
     .await;
     assert_eq!(sample_status.0, scheduled_at);
-    assert!(
-        events("raycronjob-sample")
-            .iter()
-            .any(|(reason, note)| reason == "CreatedRayJob" && note.contains(&run.name_any())),
-        "a CreatedRayJob event names the run"
-    );
+    // Events are written by a background task, so this one may land after the status.
+    wait_until(
+        "a CreatedRayJob event naming the run",
+        Duration::from_secs(10),
+        || async {
+            events("raycronjob-sample")
+                .iter()
+                .any(|(reason, note)| reason == "CreatedRayJob" && note.contains(&run.name_any()))
+                .then_some(())
+        },
+    )
+    .await;
     assert!(
         controller
             .metrics()
