@@ -313,10 +313,15 @@ fn autoscaling_adds_sidecar_settings_and_no_monitor() {
 
 #[test]
 fn autoscaler_v2_pods_never_restart_until_the_cluster_leaves_v2() {
-    let v2 = CLUSTER.replace(
-        "  rayVersion:",
-        "  enableInTreeAutoscaling: true\n  autoscalerOptions: {version: v2}\n  rayVersion:",
-    );
+    let autoscaler = |version: &str| {
+        CLUSTER.replace(
+            "  rayVersion:",
+            &format!(
+                "  enableInTreeAutoscaling: true\n  autoscalerOptions: {{version: {version}}}\n  rayVersion:"
+            ),
+        )
+    };
+    let v2 = autoscaler("v2");
     let first = normalized(&v2);
     for group in [head(&first), worker(&first)] {
         assert_eq!(group["template"]["spec"]["restartPolicy"], "Never");
@@ -325,10 +330,7 @@ fn autoscaler_v2_pods_never_restart_until_the_cluster_leaves_v2() {
     normalize(&mut again);
     assert_eq!(again, first, "a second pass changes nothing");
 
-    let v1 = normalized(&CLUSTER.replace(
-        "  rayVersion:",
-        "  enableInTreeAutoscaling: true\n  autoscalerOptions: {version: v1}\n  rayVersion:",
-    ));
+    let v1 = normalized(&autoscaler("v1"));
     assert_eq!(head(&v1)["template"]["spec"].get("restartPolicy"), None);
 
     // kubectl apply moves the cluster to v1: the policy raygate wrote goes with v2.

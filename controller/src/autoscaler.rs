@@ -12,9 +12,9 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use raygate_api::RayCluster;
 use raygate_api::labels::{K8S_APP_NAME, K8S_CREATED_BY, RAY_CLUSTER};
 use raygate_api::raycluster::AutoscalerVersion;
+use raygate_api::{RayCluster, RayClusterSpec};
 
 use crate::names::{self, APP_NAME, CREATED_BY};
 
@@ -188,13 +188,15 @@ pub fn add_to_worker(cluster: &RayCluster, spec: &mut PodSpec) {
 /// raygate before it did (their stamp is still current) get it here. Validation allows
 /// nothing else under v2, so only a missing policy is filled in.
 fn never_restart_under_v2(cluster: &RayCluster, spec: &mut PodSpec) {
-    if is_v2(cluster) && spec.restart_policy.is_none() {
+    if is_v2(&cluster.spec) && spec.restart_policy.is_none() {
         spec.restart_policy = Some("Never".to_string());
     }
 }
 
-pub fn is_v2(cluster: &RayCluster) -> bool {
-    enabled(cluster) && version(cluster) == Some(AutoscalerVersion::V2)
+/// In-tree autoscaling with autoscaler v2.
+pub fn is_v2(spec: &RayClusterSpec) -> bool {
+    spec.enable_in_tree_autoscaling == Some(true)
+        && spec.autoscaler_options.as_ref().and_then(|o| o.version) == Some(AutoscalerVersion::V2)
 }
 
 fn meta(cluster: &RayCluster, name: String) -> ObjectMeta {

@@ -678,12 +678,13 @@ async fn execute(
     // where a quota admits only some pods, a worker must not take the place the head needs
     // (workers without a head do nothing), and a head that can't be created leaves its workers
     // for the retry. Deletions never wait on the head: they may be what frees its place.
+    let create_head = plan.create_head;
     let mut first: Vec<Write> = plan
         .delete
         .into_iter()
         .map(|(pod, head)| Write::Delete(pod, head))
         .collect();
-    if plan.create_head {
+    if create_head {
         first.push(Write::Create(Box::new(pods::head_pod(&pod_ctx)), None));
     }
     let mut writes = Vec::new();
@@ -723,10 +724,10 @@ async fn execute(
             .collect::<Vec<Result<Written, ReplicaFailure>>>()
     };
     let mut outcomes = write_all(first).await;
-    let head_failed = outcomes
+    let head_created = outcomes
         .iter()
-        .any(|outcome| matches!(outcome, Err(failure) if failure.reason == HEAD_CREATE_FAILED));
-    if !head_failed {
+        .any(|outcome| matches!(outcome, Ok(Written::Created(_, true))));
+    if !create_head || head_created {
         outcomes.extend(write_all(writes).await);
     }
     let mut heads = Vec::new();
@@ -822,9 +823,6 @@ pub(crate) async fn delete_pod(
     }
 }
 
-/// The `ReplicaFailure` reason of a head pod that could not be created.
-const HEAD_CREATE_FAILED: &str = "FailedCreateHeadPod";
-
 async fn create_pod(
     ctx: &Context,
     cluster: &RayCluster,
@@ -833,7 +831,7 @@ async fn create_pod(
     group: Option<String>,
 ) -> Result<Pod, ReplicaFailure> {
     let (kind, failed, failed_condition) = match group {
-        None => ("head", "FailedToCreateHeadPod", HEAD_CREATE_FAILED),
+        None => ("head", "FailedToCreateHeadPod", "FailedCreateHeadPod"),
         Some(_) => ("worker", "FailedToCreateWorkerPod", "FailedCreateWorkerPod"),
     };
     let mut attempt = 0;

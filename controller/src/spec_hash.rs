@@ -4,7 +4,8 @@
 
 use k8s_openapi::api::core::v1::PodSpec;
 use raygate_api::RayClusterSpec;
-use raygate_api::raycluster::AutoscalerVersion;
+
+use crate::autoscaler;
 
 /// FNV-1a: stable across Rust releases and builds, unlike `DefaultHasher`, because the value
 /// is stored on pods and compared by later controller versions.
@@ -44,7 +45,7 @@ pub fn earlier_pod_template_hash(spec: &RayClusterSpec) -> Option<String> {
             .iter()
             .flatten()
             .any(|group| states_never(group.template.spec.as_ref()));
-    (autoscaler_v2(spec) && any_never).then(|| hash_without_scaling(spec, false))
+    (autoscaler::is_v2(spec) && any_never).then(|| hash_without_scaling(spec, false))
 }
 
 /// Whether a stored hash is the spec's, as this raygate or an earlier one computed it.
@@ -56,14 +57,9 @@ pub fn is_current(stored: Option<&str>, spec: &RayClusterSpec, hash: &str) -> bo
     }
 }
 
-fn autoscaler_v2(spec: &RayClusterSpec) -> bool {
-    spec.enable_in_tree_autoscaling == Some(true)
-        && spec.autoscaler_options.as_ref().and_then(|o| o.version) == Some(AutoscalerVersion::V2)
-}
-
 fn hash_without_scaling(spec: &RayClusterSpec, leave_out_never: bool) -> String {
     let mut spec = spec.clone();
-    let leave_out_never = leave_out_never && autoscaler_v2(&spec);
+    let leave_out_never = leave_out_never && autoscaler::is_v2(&spec);
     let unhashed = |pod_spec: &mut PodSpec| {
         pod_spec.tolerations = None;
         pod_spec.scheduling_gates = None;

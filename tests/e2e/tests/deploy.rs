@@ -986,23 +986,18 @@ fn with_watch_namespaces_the_controller_can_act_only_there() {
     ));
     assert!(can(&cp, controller, "get", "secrets", "team-a"));
     for namespace in ["team-b", "default", "kube-system", RELEASE_NAMESPACE] {
-        assert!(
-            !can(&cp, controller, "create", "pods", namespace),
-            "{namespace}"
-        );
-        assert!(
-            !can(&cp, controller, "list", "rayclusters.ray.io", namespace),
-            "{namespace}"
-        );
-        // Ray token auth Secrets are read only where the controller reconciles.
-        assert!(
-            !can(&cp, controller, "get", "secrets", namespace),
-            "{namespace}"
-        );
-        assert!(
-            !can(&cp, controller, "create", "secrets", namespace),
-            "{namespace}"
-        );
+        // Ray token auth Secrets too are read only where the controller reconciles.
+        for (verb, resource) in [
+            ("create", "pods"),
+            ("list", "rayclusters.ray.io"),
+            ("get", "secrets"),
+            ("create", "secrets"),
+        ] {
+            assert!(
+                !can(&cp, controller, verb, resource, namespace),
+                "{verb} {resource} in {namespace}"
+            );
+        }
     }
     assert!(can(
         &cp,
