@@ -55,8 +55,16 @@ kubectl() { "$bin/kubectl" "$@"; }
 
 echo "== installing raygate's CRDs (plain kubectl apply)"
 "$raygate" crd | kubectl apply -f -
-kubectl wait --for=condition=Established --timeout=60s \
-  crd/rayclusters.ray.io crd/rayjobs.ray.io crd/rayservices.ray.io crd/raypolicies.raygate.io
+# Retried: `kubectl wait` fails at once ("accessor error: <nil>") on a CRD that has no
+# conditions yet, which a just-applied one may not.
+crds_established=""
+for _ in $(seq 1 12); do
+  kubectl wait --for=condition=Established --timeout=5s crd/rayclusters.ray.io \
+    crd/rayjobs.ray.io crd/rayservices.ray.io crd/raypolicies.raygate.io >/dev/null 2>&1 &&
+    { crds_established=1; break; }
+  sleep 1
+done
+[[ -n "$crds_established" ]] || { echo "raygate's CRDs did not become established" >&2; exit 1; }
 
 echo "== starting raygate webhook on https://127.0.0.1:$webhook_port (admin http://127.0.0.1:$webhook_admin_port)"
 "$raygate" certs self-signed --dir "$work/certs" --ip 127.0.0.1 --dns localhost

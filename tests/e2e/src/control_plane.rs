@@ -34,6 +34,7 @@ pub const KEEP_DIR_ENV: &str = "RAYGATE_KEEP_CONTROLPLANE";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const APISERVER_STOP_GRACE: Duration = Duration::from_secs(15);
+const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_TAIL_LINES: usize = 40;
 
 /// A service CIDR is a required flag; nothing ever dials an address in it.
@@ -382,6 +383,52 @@ impl ControlPlane {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
+    }
+
+    /// Waits (60 s at most) until the API server serves every named CRD: each one's
+    /// `Established` condition is `True`.
+    ///
+    /// Polls the CRDs itself rather than running `kubectl wait`, which fails at once with
+    /// "accessor error: <nil>" when it reads a CRD the API server has not given conditions yet.
+    pub fn wait_crds_established(&self, names: &[&str]) -> Result<()> {
+        let deadline = Instant::now() + CRD_ESTABLISHED_TIMEOUT;
+        loop {
+            let pending = self.crds_not_established(names)?;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "CRDs not established after {CRD_ESTABLISHED_TIMEOUT:?}: {}",
+                    pending.join(", ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The named CRDs that are missing or not yet Established.
+    fn crds_not_established(&self, names: &[&str]) -> Result<Vec<String>> {
+        let listed = self
+            .kubectl(["get", "crd", "-o", "json"], None)?
+            .into_stdout()?;
+        let list: serde_json::Value =
+            serde_json::from_str(&listed).context("parsing `kubectl get crd -o json`")?;
+        let established = |name: &str| {
+            list["items"].as_array().into_iter().flatten().any(|crd| {
+                crd["metadata"]["name"] == name
+                    && crd["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+            })
+        };
+        Ok(names
+            .iter()
+            .filter(|n| !established(n))
+            .map(|n| (*n).to_owned())
+            .collect())
     }
 
     /// Stops the API server gracefully (SIGTERM, then SIGKILL after a grace period).

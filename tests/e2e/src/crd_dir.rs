@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::ControlPlane;
 
@@ -15,12 +15,7 @@ pub fn install_crd_dir(cp: &ControlPlane, what: &str, dir: &Path, wait_for: &[&s
     if !applied.success() {
         bail!("installing {what}'s CRDs from {dir} failed:\n{applied}");
     }
-    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-    let names: Vec<String> = wait_for.iter().map(|n| format!("crd/{n}")).collect();
-    args.extend(names.iter().map(String::as_str));
-    let established = cp.kubectl(args, None)?;
-    if !established.success() {
-        bail!("{what}'s CRDs did not become established:\n{established}");
-    }
+    cp.wait_crds_established(wait_for)
+        .with_context(|| format!("{what}'s CRDs did not become established"))?;
     Ok(())
 }

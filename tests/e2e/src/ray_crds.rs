@@ -1,7 +1,7 @@
 //! Installing raygate's CRDs the way a user does: `raygate crd | kubectl apply -f -` (plain,
 //! client-side), then waiting until the API server serves them.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use raygate_api::crd::{policy_crd, ray_crds, to_yaml};
 
 use crate::ControlPlane;
@@ -12,20 +12,8 @@ pub fn install_ray_crds(cp: &ControlPlane) -> Result<()> {
     if !applied.success() {
         bail!("kubectl apply of raygate's CRDs failed:\n{applied}");
     }
-    let established = cp.kubectl(
-        [
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/rayclusters.ray.io",
-            "crd/rayjobs.ray.io",
-            "crd/rayservices.ray.io",
-        ],
-        None,
-    )?;
-    if !established.success() {
-        bail!("raygate's CRDs did not become established:\n{established}");
-    }
+    cp.wait_crds_established(&["rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"])
+        .context("raygate's CRDs did not become established")?;
     Ok(())
 }
 
@@ -37,17 +25,7 @@ pub fn install_policy_crd(cp: &ControlPlane) -> Result<()> {
     if !applied.success() {
         bail!("kubectl apply of the RayPolicy CRD failed:\n{applied}");
     }
-    let established = cp.kubectl(
-        [
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/raypolicies.raygate.io",
-        ],
-        None,
-    )?;
-    if !established.success() {
-        bail!("the RayPolicy CRD did not become established:\n{established}");
-    }
+    cp.wait_crds_established(&["raypolicies.raygate.io"])
+        .context("the RayPolicy CRD did not become established")?;
     Ok(())
 }
