@@ -38,7 +38,9 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread, like h2load's default: the generator takes at most one of the two cores
+    // and leaves the other to the webhook, with no cross-thread wakeups of its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -215,6 +217,22 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// CPU seconds (user + system) a process has used so far; `self` for this one.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// `VmHWM` and `VmRSS` of a process, in MB.
 fn memory(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
@@ -301,6 +319,7 @@ async fn run() {
     }
     let started = Instant::now();
     let measure_from = started + WARMUP;
+    let cpu_at_start = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
     let measure_until = measure_from + MEASURE;
     let measured = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -352,6 +371,10 @@ async fn run() {
         last = last.max(t);
     }
     drop(senders);
+    let (webhook_cpu, generator_cpu) = (
+        cpu_seconds(&pid.to_string()) - cpu_at_start.0,
+        cpu_seconds("self") - cpu_at_start.1,
+    );
     latencies.sort_unstable();
     let elapsed = (last - measure_from).as_secs_f64();
     let rate = latencies.len() as f64 / elapsed;
@@ -370,6 +393,10 @@ async fn run() {
     );
     println!("  latency ms: p50 {p50:.2}, p90 {p90:.2}, p99 {p99:.2} (target <= 5), max {max:.2}");
     println!("  failures: {failures}");
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "  CPU over the {wall:.1} s run (warm-up included): webhook {webhook_cpu:.2} s, load generator {generator_cpu:.2} s"
+    );
 
     let (hwm, rss) = memory(pid);
     println!("webhook memory: VmHWM {hwm:.1} MB, VmRSS {rss:.1} MB (target <= 40 MB)");

@@ -7,12 +7,15 @@
 //!    clock runs from the first create until a watch has seen all 900 Pods and 300 Services.
 //!
 //! Prints both times, their ratio (target ≤ 1.3), the controller's peak RSS (VmHWM, target
-//! ≤ 60 MB) and its CPU seconds. Loopback only.
+//! ≤ 60 MB) and its CPU seconds; and, to show where the time goes, the CPU seconds etcd,
+//! kube-apiserver, the webhook and the controller used in each phase, and the API server's
+//! requests of the controller phase by verb and resource with the time it spent on them
+//! (`apiserver_request_total`, `apiserver_request_duration_seconds`). Loopback only.
 //!
 //! `cargo build --release --bin raygate && RAYGATE_BIN=target/release/raygate
 //!  cargo run --release -p raygate-e2e --bin controller-scale`
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -194,24 +197,107 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / per_second.max(1) as f64)
 }
 
+/// `apiserver_request_total` and `apiserver_request_duration_seconds_sum` summed by
+/// (verb, resource, subresource): what was asked of the API server, and its time answering.
+async fn api_requests(client: &Client) -> Result<BTreeMap<String, (f64, f64)>> {
+    let text = client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await
+        .context("reading the API server's /metrics")?;
+    let mut by_request = BTreeMap::new();
+    for line in text.lines() {
+        let (slot, rest) = if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
+            (0, rest)
+        } else if let Some(rest) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+            (1, rest)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let resource = label("resource");
+        if resource.is_empty() {
+            continue;
+        }
+        let sub = label("subresource");
+        let key = format!(
+            "{} {resource}{}",
+            label("verb"),
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            }
+        );
+        let entry: &mut (f64, f64) = by_request.entry(key).or_default();
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        if slot == 0 {
+            entry.0 += value;
+        } else {
+            entry.1 += value;
+        }
+    }
+    Ok(by_request)
+}
+
+/// CPU seconds used so far by each named process.
+fn cpu_by_process(processes: &[(&'static str, u32)]) -> Vec<(&'static str, f64)> {
+    processes
+        .iter()
+        .map(|&(name, pid)| (name, cpu_seconds(pid).unwrap_or(f64::NAN)))
+        .collect()
+}
+
+/// "etcd 0.80 s, kube-apiserver 2.10 s, ..." for the CPU used between two readings.
+fn cpu_used(before: &[(&'static str, f64)], after: &[(&'static str, f64)]) -> String {
+    after
+        .iter()
+        .zip(before)
+        .map(|((name, a), (_, b))| format!("{name} {:.2} s", a - b))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cp = ControlPlane::start_async().await?;
     install_ray_crds(&cp)?;
     let client = cp.client().await?;
-    let _webhook = Webhook::start(&cp)?;
+    let webhook = Webhook::start(&cp)?;
+    let [etcd, apiserver] = cp.pids()[..] else {
+        bail!("expected the pids of etcd and kube-apiserver");
+    };
+    let mut processes = vec![
+        ("etcd", etcd),
+        ("kube-apiserver", apiserver),
+        ("webhook", webhook.pid()),
+    ];
 
+    let cpu_at_start = cpu_by_process(&processes);
     let plain = baseline(&client).await?;
     println!(
         "baseline: {} Pods + {CLUSTERS} Services by a plain client in {:.2} s",
         CLUSTERS * (WORKERS + 1),
         plain.as_secs_f64()
     );
+    println!(
+        "  CPU: {}",
+        cpu_used(&cpu_at_start, &cpu_by_process(&processes))
+    );
 
     create_namespace(&client, "bench").await?;
     let controller = Controller::start_with(&cp, &["--namespace=bench"])?;
     let pid = controller.pid();
     let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
+    processes.push(("controller", pid));
     let clusters: Api<RayCluster> = Api::namespaced(client.clone(), "bench");
     let objects: Vec<RayCluster> = (0..CLUSTERS)
         .map(|i| sample(&format!("bench-{i}"), "bench"))
@@ -220,6 +306,8 @@ async fn main() -> Result<()> {
     let (mut services_seen, services_watch) = watch_count::<Service>(&client, "bench");
     // Both watches are running before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests_before = api_requests(&client).await?;
+    let cpu_at_start = cpu_by_process(&processes);
     let started = Instant::now();
     stream::iter(objects)
         .map(|cluster| {
@@ -240,6 +328,8 @@ async fn main() -> Result<()> {
         .await
         .context("Services")?;
     let materialized = started.elapsed();
+    let cpu_at_end = cpu_by_process(&processes);
+    let requests_after = api_requests(&client).await?;
     pods_watch.abort();
     services_watch.abort();
     // Let the controller settle, then make sure it made nothing extra.
@@ -263,6 +353,7 @@ async fn main() -> Result<()> {
         "controller peak RSS (VmHWM): {:.1} MB (target <= 60 MB); CPU: {cpu:.2} s",
         rss as f64 / 1024.0
     );
+    println!("  CPU until then: {}", cpu_used(&cpu_at_start, &cpu_at_end));
     println!("after 5 s more: {settled:?} Pods and Services (expected {want:?})");
     for line in controller.metrics()?.lines() {
         if line.starts_with("raygate_controller_reconcile_duration_seconds_sum{kind=\"RayCluster\"")
@@ -272,6 +363,18 @@ async fn main() -> Result<()> {
             || line.starts_with("raygate_controller_reconcile_errors_total")
         {
             println!("controller metrics: {line}");
+        }
+    }
+    println!("API server requests from the first RayCluster create to the last object seen:");
+    for (request, (count, seconds)) in &requests_after {
+        let (count_before, seconds_before) =
+            requests_before.get(request).copied().unwrap_or_default();
+        let count = count - count_before;
+        if count >= 1.0 {
+            println!(
+                "  {request}: {count:.0} requests, {:.2} s in the API server",
+                seconds - seconds_before
+            );
         }
     }
     if settled != want {
