@@ -53,6 +53,10 @@ pub use metrics::Metrics;
 /// How long pod and Service events are collected before a cluster is reconciled: creating 50
 /// workers then costs a handful of passes, not 50.
 const DEBOUNCE: Duration = Duration::from_millis(250);
+/// RayClusters per page of a watch's initial LIST. Each is several KB with its templates and
+/// written-in defaults; a page of kube's default 500 is held whole while it is decoded, which
+/// set the controller's peak memory when it started with hundreds of clusters stored.
+const LIST_PAGE: u32 = 50;
 /// How often `raygate_clusters` is recounted from the watch cache.
 const CLUSTER_STATE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a stopping controller waits for its queued events to be written.
@@ -321,7 +325,7 @@ fn cluster_controller(
     // Only spec, label and annotation changes wake a cluster, as in KubeRay: the status this
     // controller writes would otherwise trigger a pass of its own each time.
     let (reader, writer) = reflector::store();
-    let cluster_events = watcher(clusters, watcher::Config::default())
+    let cluster_events = watcher(clusters, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .modify(strip_managed_fields)
         .reflect(writer)
