@@ -944,6 +944,65 @@ async fn a_controller_killed_while_creating_50_workers_ends_with_exactly_50() {
     assert_eq!(indices.len(), 50, "replica indices repeat");
 }
 
+/// A controller that starts with more RayClusters stored than fit in one page of its initial
+/// LIST (50) builds every one of them, once: a head, a worker and a head Service each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_started_with_60_clusters_stored_builds_each_exactly_once() {
+    const CLUSTERS: usize = 60;
+    let mut env = start(true).await;
+    env.controller.kill();
+    let manifests: Vec<String> = (0..CLUSTERS)
+        .map(|i| {
+            sample().replace(
+                &format!("name: {CLUSTER}\n"),
+                &format!("name: stored-{i}\n"),
+            )
+        })
+        .collect();
+    env.apply(&manifests.join("\n---\n"));
+    let clusters = Api::<RayCluster>::namespaced(env.client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("list RayClusters");
+    assert_eq!(clusters.items.len(), CLUSTERS);
+
+    env.controller = Controller::start(&env.cp).expect("start the controller");
+    let all_pods = || async {
+        env.pods_api()
+            .list(&ListParams::default().labels("ray.io/cluster"))
+            .await
+            .expect("list pods")
+            .items
+    };
+    wait_until("a head and a worker for every cluster", TIMEOUT, || async {
+        (all_pods().await.len() >= 2 * CLUSTERS).then_some(())
+    })
+    .await;
+    // Let any duplicate show up before judging.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pods = all_pods().await;
+    assert_eq!(pods.len(), 2 * CLUSTERS, "{:?}", names(&pods));
+    let services: Api<Service> = Api::namespaced(env.client.clone(), NS);
+    for cluster in &clusters.items {
+        let uid = cluster.uid().expect("uid");
+        let name = cluster.name_any();
+        let owned: Vec<&Pod> = pods.iter().filter(|p| owned_by(p, &uid)).collect();
+        let heads = owned
+            .iter()
+            .filter(|p| label(p, "ray.io/node-type") == Some("head"))
+            .count();
+        assert_eq!((heads, owned.len()), (1, 2), "pods of {name}");
+        assert!(
+            services
+                .get_opt(&format!("{name}-head-svc"))
+                .await
+                .expect("get a Service")
+                .is_some(),
+            "no head Service for {name}"
+        );
+    }
+}
+
 /// `--namespace=team-a`: the controller materializes team-a's cluster and leaves a cluster in
 /// team-b alone (no pods, no Service, no status), as a namespaced install must.
 #[tokio::test(flavor = "multi_thread")]
