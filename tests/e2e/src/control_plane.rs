@@ -112,6 +112,14 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The API server's `/metrics` text (Prometheus format), read with `client`'s credentials.
+pub async fn api_server_metrics(client: &kube::Client) -> Result<String> {
+    client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await
+        .context("reading the API server's /metrics")
+}
+
 /// What `kubectl` printed and how it exited.
 #[derive(Debug, Clone)]
 pub struct KubectlOutput {

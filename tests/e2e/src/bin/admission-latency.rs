@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use raygate_e2e::control_plane::api_server_metrics;
 use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::{ControlPlane, Webhook, install_ray_crds};
 use serde_json::Value;
@@ -138,13 +139,6 @@ async fn main() -> Result<()> {
     );
     drop(webhook);
     Ok(())
-}
-
-async fn api_server_metrics(client: &kube::Client) -> Result<String> {
-    client
-        .request_text(http::Request::get("/metrics").body(Vec::new())?)
-        .await
-        .context("reading the API server's /metrics")
 }
 
 /// Bucket counts of `after` minus those of `before` (a bucket absent before counts from 0).

@@ -31,6 +31,7 @@ use kube::{Api, Client};
 use raygate_api::RayCluster;
 use raygate_controller::pods::{PodContext, WorkerSlot, head_pod, worker_pod};
 use raygate_controller::services::head_service;
+use raygate_e2e::control_plane::api_server_metrics;
 use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::{ControlPlane, Controller, Webhook, install_ray_crds};
 
@@ -106,6 +107,43 @@ where
         }
     });
     (seen_rx, task)
+}
+
+/// 300 RayClusters `<prefix>-<i>` in `namespace`.
+fn samples(namespace: &str, prefix: &str) -> Result<Vec<RayCluster>> {
+    (0..CLUSTERS)
+        .map(|i| sample(&format!("{prefix}-{i}"), namespace))
+        .collect()
+}
+
+/// Creates the RayClusters, IN_FLIGHT at a time, as one user's burst of `kubectl apply`s.
+async fn create_clusters(client: &Client, namespace: &str, objects: Vec<RayCluster>) -> Result<()> {
+    let clusters: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
+    stream::iter(objects)
+        .map(|cluster| {
+            let api = clusters.clone();
+            async move { api.create(&PostParams::default(), &cluster).await.map(drop) }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await
+        .with_context(|| format!("creating the RayClusters in {namespace}"))?;
+    Ok(())
+}
+
+/// Waits (10 minutes at most) until the watches have seen every Pod and Service of the 300
+/// clusters.
+async fn wait_for_all(
+    pods_seen: &mut tokio::sync::watch::Receiver<usize>,
+    services_seen: &mut tokio::sync::watch::Receiver<usize>,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    wait_for(pods_seen, CLUSTERS * (WORKERS + 1), deadline)
+        .await
+        .context("Pods")?;
+    wait_for(services_seen, CLUSTERS, deadline)
+        .await
+        .context("Services")
 }
 
 async fn wait_for(
@@ -202,10 +240,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 /// `apiserver_request_total` and `apiserver_request_duration_seconds_sum` summed by
 /// (verb, resource, subresource): what was asked of the API server, and its time answering.
 async fn api_requests(client: &Client) -> Result<BTreeMap<String, (f64, f64)>> {
-    let text = client
-        .request_text(http::Request::get("/metrics").body(Vec::new())?)
-        .await
-        .context("reading the API server's /metrics")?;
+    let text = api_server_metrics(client).await?;
     let mut by_request = BTreeMap::new();
     for line in text.lines() {
         let (slot, rest) = if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
@@ -300,10 +335,7 @@ async fn main() -> Result<()> {
     let pid = controller.pid();
     let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
     processes.push(("controller", pid));
-    let clusters: Api<RayCluster> = Api::namespaced(client.clone(), "bench");
-    let objects: Vec<RayCluster> = (0..CLUSTERS)
-        .map(|i| sample(&format!("bench-{i}"), "bench"))
-        .collect::<Result<_>>()?;
+    let objects = samples("bench", "bench")?;
     let (mut pods_seen, pods_watch) = watch_count::<Pod>(&client, "bench");
     let (mut services_seen, services_watch) = watch_count::<Service>(&client, "bench");
     // Both watches are running before the clock starts.
@@ -311,24 +343,10 @@ async fn main() -> Result<()> {
     let requests_before = api_requests(&client).await?;
     let cpu_at_start = cpu_by_process(&processes);
     let started = Instant::now();
-    stream::iter(objects)
-        .map(|cluster| {
-            let api = clusters.clone();
-            async move { api.create(&PostParams::default(), &cluster).await.map(drop) }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await
-        .context("creating the RayClusters")?;
+    create_clusters(&client, "bench", objects).await?;
     let created = started.elapsed();
     let want = (CLUSTERS * (WORKERS + 1), CLUSTERS);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    wait_for(&mut pods_seen, want.0, deadline)
-        .await
-        .context("Pods")?;
-    wait_for(&mut services_seen, want.1, deadline)
-        .await
-        .context("Services")?;
+    wait_for_all(&mut pods_seen, &mut services_seen).await?;
     let materialized = started.elapsed();
     let cpu_at_end = cpu_by_process(&processes);
     let requests_after = api_requests(&client).await?;
@@ -392,32 +410,16 @@ async fn main() -> Result<()> {
 async fn stored_first(cp: &ControlPlane, client: &Client, plain: Duration) -> Result<()> {
     let namespace = "stored";
     create_namespace(client, namespace).await?;
-    let clusters: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
-    let objects: Vec<RayCluster> = (0..CLUSTERS)
-        .map(|i| sample(&format!("stored-{i}"), namespace))
-        .collect::<Result<_>>()?;
-    stream::iter(objects)
-        .map(|cluster| {
-            let api = clusters.clone();
-            async move { api.create(&PostParams::default(), &cluster).await.map(drop) }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await
-        .context("storing the RayClusters")?;
+    create_clusters(client, namespace, samples(namespace, "stored")?).await?;
     let (mut pods_seen, pods_watch) = watch_count::<Pod>(client, namespace);
     let (mut services_seen, services_watch) = watch_count::<Service>(client, namespace);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let controller = Controller::start_with(cp, &[&format!("--namespace={namespace}")])?;
     let want = (CLUSTERS * (WORKERS + 1), CLUSTERS);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    wait_for(&mut pods_seen, want.0, deadline)
+    wait_for_all(&mut pods_seen, &mut services_seen)
         .await
-        .context("Pods of the stored clusters")?;
-    wait_for(&mut services_seen, want.1, deadline)
-        .await
-        .context("Services of the stored clusters")?;
+        .context("the stored clusters")?;
     let materialized = started.elapsed();
     pods_watch.abort();
     services_watch.abort();
