@@ -15,7 +15,8 @@
 //! 0.2–0.4 s for seconds, which would weigh on whichever run came first. Each run also prints
 //! how many garbage collections the API server made and how much it allocated meanwhile (its
 //! Go runtime metrics): the calls over 5 ms are the ones that overlap a collection. The control:
-//! with `GOGC=off` in the bench's environment (inherited by the API server) none is over 5 ms.
+//! with `GOGC=off` in the bench's environment (inherited by the API server) at most one call in
+//! 200 is.
 //!
 //! `tests/controlplane/build.sh && cargo build --release --bin raygate &&
 //!  RAYGATE_BIN=target/release/raygate cargo run --release -p raygate-e2e --bin admission-latency`
