@@ -120,6 +120,16 @@ pub async fn api_server_metrics(client: &kube::Client) -> Result<String> {
         .context("reading the API server's /metrics")
 }
 
+/// The value of one series in a Prometheus text exposition: its name, with its labels when it
+/// has any (0 when absent). A longer name sharing the prefix does not parse as a number, so
+/// `foo` never reads `foo_total`.
+pub fn sample_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_default()
+}
+
 /// What `kubectl` printed and how it exited.
 #[derive(Debug, Clone)]
 pub struct KubectlOutput {

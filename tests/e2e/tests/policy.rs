@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use raygate_e2e::control_plane::sample_value;
 use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::{
     ControlPlane, KubectlOutput, Webhook, WebhookOptions, install_policy_crd, install_ray_crds,
@@ -131,14 +132,6 @@ fn counter(policy: &Value, name: &str) -> i64 {
     policy["status"][name].as_i64().unwrap_or_default()
 }
 
-/// The value of one sample in a Prometheus text exposition (0 when absent).
-fn sample_value(metrics: &str, series: &str) -> i64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
     let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
@@ -233,8 +226,9 @@ fn a_raypolicy_applies_changes_and_stops_without_a_webhook_restart() {
     };
     let summed = |action: &str| {
         let series = series(action);
-        sample_value(&webhook.metrics().expect("metrics"), &series)
-            + sample_value(&second.metrics().expect("metrics"), &series)
+        // Counters: whole numbers, exact in an f64.
+        (sample_value(&webhook.metrics().expect("metrics"), &series)
+            + sample_value(&second.metrics().expect("metrics"), &series)) as i64
     };
     let warned = wait_for_policy(
         &cp,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use raygate_e2e::control_plane::api_server_metrics;
+use raygate_e2e::control_plane::{api_server_metrics, sample_value};
 use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::{ControlPlane, Webhook, install_ray_crds};
 use serde_json::Value;
@@ -304,20 +304,12 @@ struct GoRuntime {
 
 impl GoRuntime {
     fn since(after: &str, before: &str) -> Self {
-        let delta = |name: &str| sample(after, name) - sample(before, name);
+        let delta = |name: &str| sample_value(after, name) - sample_value(before, name);
         GoRuntime {
             collections: delta("go_gc_duration_seconds_count"),
             allocated_bytes: delta("go_memstats_alloc_bytes_total"),
         }
     }
-}
-
-/// The value of an unlabelled metric (0 when absent).
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Cumulative (upper bound, count) buckets of the webhook's admission duration histogram.
