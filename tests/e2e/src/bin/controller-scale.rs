@@ -131,6 +131,9 @@ async fn create_clusters(client: &Client, namespace: &str, objects: Vec<RayClust
     Ok(())
 }
 
+/// The Pods and Services the 300 clusters have once materialized.
+const WANT: (usize, usize) = (CLUSTERS * (WORKERS + 1), CLUSTERS);
+
 /// Waits (10 minutes at most) until the watches have seen every Pod and Service of the 300
 /// clusters.
 async fn wait_for_all(
@@ -138,10 +141,10 @@ async fn wait_for_all(
     services_seen: &mut tokio::sync::watch::Receiver<usize>,
 ) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
-    wait_for(pods_seen, CLUSTERS * (WORKERS + 1), deadline)
+    wait_for(pods_seen, WANT.0, deadline)
         .await
         .context("Pods")?;
-    wait_for(services_seen, CLUSTERS, deadline)
+    wait_for(services_seen, WANT.1, deadline)
         .await
         .context("Services")
 }
@@ -322,7 +325,7 @@ async fn main() -> Result<()> {
     let plain = baseline(&client).await?;
     println!(
         "baseline: {} Pods + {CLUSTERS} Services by a plain client in {:.2} s",
-        CLUSTERS * (WORKERS + 1),
+        WANT.0,
         plain.as_secs_f64()
     );
     println!(
@@ -345,7 +348,6 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     create_clusters(&client, "bench", objects).await?;
     let created = started.elapsed();
-    let want = (CLUSTERS * (WORKERS + 1), CLUSTERS);
     wait_for_all(&mut pods_seen, &mut services_seen).await?;
     let materialized = started.elapsed();
     let cpu_at_end = cpu_by_process(&processes);
@@ -361,8 +363,8 @@ async fn main() -> Result<()> {
     println!(
         "controller: {CLUSTERS} RayClusters created in {:.2} s; all {} Pods and {} Services after {:.2} s",
         created.as_secs_f64(),
-        want.0,
-        want.1,
+        WANT.0,
+        WANT.1,
         materialized.as_secs_f64()
     );
     println!(
@@ -374,7 +376,7 @@ async fn main() -> Result<()> {
         rss as f64 / 1024.0
     );
     println!("  CPU until then: {}", cpu_used(&cpu_at_start, &cpu_at_end));
-    println!("after 5 s more: {settled:?} Pods and Services (expected {want:?})");
+    println!("after 5 s more: {settled:?} Pods and Services (expected {WANT:?})");
     for line in controller.metrics()?.lines() {
         if line.starts_with("raygate_controller_reconcile_duration_seconds_sum{kind=\"RayCluster\"")
             || line.starts_with(
@@ -397,8 +399,8 @@ async fn main() -> Result<()> {
             );
         }
     }
-    if settled != want {
-        bail!("the controller created {settled:?}, expected {want:?}");
+    if settled != WANT {
+        bail!("the controller created {settled:?}, expected {WANT:?}");
     }
     drop(controller);
     stored_first(&cp, &client, plain).await
@@ -416,7 +418,6 @@ async fn stored_first(cp: &ControlPlane, client: &Client, plain: Duration) -> Re
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let controller = Controller::start_with(cp, &[&format!("--namespace={namespace}")])?;
-    let want = (CLUSTERS * (WORKERS + 1), CLUSTERS);
     wait_for_all(&mut pods_seen, &mut services_seen)
         .await
         .context("the stored clusters")?;
@@ -428,8 +429,8 @@ async fn stored_first(cp: &ControlPlane, client: &Client, plain: Duration) -> Re
     let settled = count(client, namespace).await?;
     println!(
         "stored first: {CLUSTERS} RayClusters already stored; from the controller's start to all {} Pods and {} Services: {:.2} s",
-        want.0,
-        want.1,
+        WANT.0,
+        WANT.1,
         materialized.as_secs_f64()
     );
     println!(
@@ -437,8 +438,8 @@ async fn stored_first(cp: &ControlPlane, client: &Client, plain: Duration) -> Re
         materialized.as_secs_f64() / plain.as_secs_f64(),
         rss as f64 / 1024.0
     );
-    if settled != want {
-        bail!("the controller created {settled:?} for the stored clusters, expected {want:?}");
+    if settled != WANT {
+        bail!("the controller created {settled:?} for the stored clusters, expected {WANT:?}");
     }
     Ok(())
 }
