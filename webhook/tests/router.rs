@@ -44,6 +44,29 @@ async fn mutate_create_returns_a_base64_json_patch_that_normalizes() {
     assert!(again.response().get("patchType").is_none());
 }
 
+/// The API server decodes a repeated key last-wins; the patch (read off the object's text,
+/// which refuses repeats) must still fit the object it decoded.
+#[tokio::test]
+async fn mutate_of_an_object_whose_text_repeats_a_key_patches_the_last_one() {
+    let cluster = ray_cluster();
+    let mut first = cluster["spec"]["headGroupSpec"].clone();
+    first["stale"] = json!({"gone": [1, 2, 3]});
+    let spec = cluster["spec"].to_string();
+    let repeated = format!(
+        r#"{{"headGroupSpec":{first},{}"#,
+        spec.strip_prefix('{').expect("an object")
+    );
+    let text = review("CREATE", Some(&cluster), None)
+        .to_string()
+        .replace(&spec, &repeated);
+    assert_ne!(text, review("CREATE", Some(&cluster), None).to_string());
+    let reply = post_bytes("/mutate", text).await;
+    assert!(reply.allowed(), "{}", reply.text);
+    let mut patched = cluster.clone();
+    json_patch::patch(&mut patched, &reply.patch().expect("patch")).expect("applies");
+    assert_eq!(patched, raygate_api::admission::mutate(&cluster).0);
+}
+
 #[tokio::test]
 async fn mutate_keeps_fields_our_types_do_not_know() {
     let mut cluster = ray_cluster();
