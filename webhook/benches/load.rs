@@ -2,6 +2,10 @@
 //!
 //! `cargo bench -p raygate-webhook --bench load` (after `cargo build --release --bin raygate`;
 //! `RAYGATE_BIN` overrides the binary). Under `cargo test --all-targets` it does nothing.
+//!
+//! The webhook runs with `RUST_LOG=warn`: raygate's default (`info`) writes one line per
+//! review. `RAYGATE_BENCH_WEBHOOK_LOG=default` runs it with the default instead (its log then
+//! goes to a file, as a container's goes to the runtime), `=<filter>` with that filter.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -56,6 +60,58 @@ impl Drop for Webhook {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Where the webhook's log goes and what it holds.
+struct WebhookLog {
+    /// RUST_LOG for the webhook; empty means raygate's default filter.
+    filter: String,
+    /// `None`: the bench's own stderr (warnings only, so a failure shows).
+    file: Option<PathBuf>,
+}
+
+impl WebhookLog {
+    fn from_env(dir: &std::path::Path) -> Self {
+        match std::env::var("RAYGATE_BENCH_WEBHOOK_LOG") {
+            Ok(filter) if !filter.is_empty() => Self {
+                filter: if filter == "default" {
+                    String::new()
+                } else {
+                    filter
+                },
+                file: Some(dir.join("webhook.log")),
+            },
+            _ => Self {
+                filter: "warn".to_owned(),
+                file: None,
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.file, self.filter.as_str()) {
+            (None, filter) => format!("RUST_LOG={filter} (no line per review), to stderr"),
+            (Some(file), "") => format!(
+                "raygate's default (a line per review), to {}",
+                file.display()
+            ),
+            (Some(file), filter) => format!("RUST_LOG={filter}, to {}", file.display()),
+        }
+    }
+
+    fn stderr(&self) -> Stdio {
+        match &self.file {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("webhook log file")),
+            None => Stdio::inherit(),
+        }
+    }
+
+    fn report(&self) {
+        if let Some(path) = &self.file {
+            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            println!("webhook log: {:.1} MB written", bytes as f64 / 1e6);
+        }
     }
 }
 
@@ -277,6 +333,9 @@ async fn run() {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
 
+    let log = WebhookLog::from_env(dir.path());
+    println!("webhook log: {}", log.describe());
+
     // Ready time: spawn to the first 200 on /readyz.
     let spawned = Instant::now();
     let child = Command::new(&binary)
@@ -289,8 +348,9 @@ async fn run() {
         .arg(&cert_path)
         .arg("--tls-key")
         .arg(&key_path)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", &log.filter)
         .stdin(Stdio::null())
+        .stderr(log.stderr())
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {}: {e}", binary.display()));
     let mut webhook = Webhook { child };
@@ -448,6 +508,7 @@ async fn run() {
         connects.len()
     );
 
+    log.report();
     println!(
         "summary: ready {ready_ms:.1} ms (<=100) | {rate:.0} reviews/s (>=15000) | p99 {p99:.2} ms (<=5) | VmHWM {hwm:.1} MB (<=40) | failures {failures} | {connect_rate:.0} TLS conn/s p99 {connect_p99:.2} ms"
     );
