@@ -27,6 +27,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+// The generator shares the two cores with the webhook: every cycle it spends is one the webhook
+// does not get. glibc's malloc took ~15 % of its CPU; mimalloc is what the webhook uses too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONNECTIONS: usize = 2;
 const IN_FLIGHT: usize = 64;
 const WARMUP: Duration = Duration::from_secs(1);
@@ -261,6 +266,88 @@ async fn ready(admin: SocketAddr) -> bool {
     reply.starts_with(b"HTTP/1.1 200")
 }
 
+/// The same load with h2load (Debian's `nghttp2-client`) as the generator, when it is on the
+/// PATH: one process per verb, each one connection with half the streams. h2load spends about
+/// a third of this bench's own CPU per request, and on two shared cores that CPU is the
+/// webhook's. Its `--log-file` gives every request's status and duration. Returns reviews per
+/// second and p99 (ms).
+fn h2load_phase(
+    dir: &std::path::Path,
+    addr: SocketAddr,
+    pid: u32,
+    mutate: &Bytes,
+    validate: &Bytes,
+) -> Option<(f64, f64)> {
+    const STREAMS: usize = IN_FLIGHT / 2;
+    let available = Command::new("h2load")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        println!("h2load: not installed (apt-get install nghttp2-client), phase skipped");
+        return None;
+    }
+    let cpu_before = cpu_seconds(&pid.to_string());
+    let runs: Vec<_> = [("mutate", mutate), ("validate", validate)]
+        .into_iter()
+        .map(|(verb, body)| {
+            let body_path = dir.join(format!("{verb}.json"));
+            let log_path = dir.join(format!("{verb}.tsv"));
+            std::fs::write(&body_path, body).expect("h2load body");
+            let child = Command::new("h2load")
+                .args(["-c", "1", "-t", "1", "--warm-up-time=1"])
+                .arg(format!("-m{STREAMS}"))
+                .arg(format!("-D{}", MEASURE.as_secs()))
+                .arg(format!("--log-file={}", log_path.display()))
+                .arg(format!("--data={}", body_path.display()))
+                .args(["-H", "Content-Type: application/json"])
+                .arg(format!("https://{addr}/{verb}"))
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawning h2load");
+            (child, log_path)
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failures = 0u64;
+    let mut unfinished = 0u64;
+    for (mut child, log_path) in runs {
+        let status = child.wait().expect("h2load");
+        assert!(status.success(), "h2load failed: {status}");
+        let log = std::fs::read_to_string(&log_path).expect("h2load log");
+        // One line per request: start (µs since the epoch), status, duration (µs). Status 0:
+        // still in flight when h2load stopped.
+        for line in log.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match (
+                fields.get(1),
+                fields.get(2).and_then(|d| d.parse::<u64>().ok()),
+            ) {
+                (Some(&"200"), Some(micros)) => latencies.push(Duration::from_micros(micros)),
+                (Some(&"0"), _) => unfinished += 1,
+                _ => failures += 1,
+            }
+        }
+    }
+    let webhook_cpu = cpu_seconds(&pid.to_string()) - cpu_before;
+    latencies.sort_unstable();
+    let rate = latencies.len() as f64 / MEASURE.as_secs_f64();
+    println!(
+        "h2load: 2 processes (/mutate, /validate), 1 h2 connection x {STREAMS} streams each, 1 s warm-up, {} s measured",
+        MEASURE.as_secs()
+    );
+    let p99 = percentile(&latencies, 0.99);
+    println!(
+        "  {} reviews: {rate:.0} reviews/s, p50 {:.2}, p90 {:.2}, p99 {p99:.2} ms (target <= 5), failures {failures}, still in flight at the end {unfinished}, webhook CPU {webhook_cpu:.2} s",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+    );
+    Some((rate, p99))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -461,6 +548,10 @@ async fn run() {
     let (hwm, rss) = memory(pid);
     println!("webhook memory: VmHWM {hwm:.1} MB, VmRSS {rss:.1} MB (target <= 40 MB)");
 
+    let with_h2load = h2load_phase(dir.path(), addr, pid, &mutate_body, &validate_body)
+        .map(|(rate, p99)| format!(" | h2load: {rate:.0} reviews/s, p99 {p99:.2} ms"))
+        .unwrap_or_default();
+
     // Full TLS handshakes: a new connection per review.
     let handshake_until = Instant::now() + HANDSHAKE_DURATION;
     let handshake_start = Instant::now();
@@ -510,7 +601,7 @@ async fn run() {
 
     log.report();
     println!(
-        "summary: ready {ready_ms:.1} ms (<=100) | {rate:.0} reviews/s (>=15000) | p99 {p99:.2} ms (<=5) | VmHWM {hwm:.1} MB (<=40) | failures {failures} | {connect_rate:.0} TLS conn/s p99 {connect_p99:.2} ms"
+        "summary: ready {ready_ms:.1} ms (<=100) | {rate:.0} reviews/s (>=15000) | p99 {p99:.2} ms (<=5) | VmHWM {hwm:.1} MB (<=40) | failures {failures} | {connect_rate:.0} TLS conn/s p99 {connect_p99:.2} ms{with_h2load}"
     );
     drop(webhook);
 }
