@@ -83,6 +83,13 @@ pub struct WebhookArgs {
 impl WebhookArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         init_tracing(self.log_format)?;
+        if !cfg!(tokio_unstable) {
+            tracing::warn!(
+                "built without --cfg tokio_unstable (a RUSTFLAGS variable replaces \
+                 .cargo/config.toml's): the runtime keeps tokio's LIFO slot and spends more CPU \
+                 per review under load"
+            );
+        }
         raygate_webhook::install_crypto_provider();
         let files = match &self.policy_dir {
             Some(dir) => policy_files::load(std::slice::from_ref(dir))
@@ -198,7 +205,7 @@ impl WebhookArgs {
 
 /// The webhook's runtime: one worker per core, without tokio's LIFO slot. With the slot, a
 /// finished review wakes its connection task ahead of the reviews already waiting, and under
-/// load the webhook answered 10-25 % fewer reviews for the same CPU (BENCHMARKS.md, `load`).
+/// load the webhook spent 5-11 % more CPU per review (BENCHMARKS.md, `load`).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // `.cargo/config.toml` sets the cfg; a build without it keeps tokio's default.

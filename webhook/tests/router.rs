@@ -44,8 +44,8 @@ async fn mutate_create_returns_a_base64_json_patch_that_normalizes() {
     assert!(again.response().get("patchType").is_none());
 }
 
-/// The API server decodes a repeated key last-wins; the patch (read off the object's text,
-/// which refuses repeats) must still fit the object it decoded.
+/// The API server decodes a repeated key last-wins, and so must whatever the patch is computed
+/// from: a patch written while reading the text would see the first repeat too, and fail.
 #[tokio::test]
 async fn mutate_of_an_object_whose_text_repeats_a_key_patches_the_last_one() {
     let cluster = ray_cluster();
