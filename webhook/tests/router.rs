@@ -56,10 +56,12 @@ async fn mutate_of_an_object_whose_text_repeats_a_key_patches_the_last_one() {
         r#"{{"headGroupSpec":{first},{}"#,
         spec.strip_prefix('{').expect("an object")
     );
-    let text = review("CREATE", Some(&cluster), None)
-        .to_string()
-        .replace(&spec, &repeated);
-    assert_ne!(text, review("CREATE", Some(&cluster), None).to_string());
+    let plain = review("CREATE", Some(&cluster), None).to_string();
+    let text = plain.replace(&spec, &repeated);
+    assert_ne!(
+        text, plain,
+        "the review's text holds the spec as serialized"
+    );
     let reply = post_bytes("/mutate", text).await;
     assert!(reply.allowed(), "{}", reply.text);
     let mut patched = cluster.clone();
