@@ -95,7 +95,7 @@ pub async fn finalize(ctx: &Context, cluster: &RayCluster) -> Result<Action, Err
     // The head must be gone first: a live GCS would write its state back after the cleanup.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let owned = list_owned_pods(&pods_api, cluster).await?;
-    for pod in &owned {
+    for pod in &owned.live {
         let target = PodToDelete {
             name: pod.name_any(),
             uid: pod.uid().unwrap_or_default(),
@@ -110,7 +110,8 @@ pub async fn finalize(ctx: &Context, cluster: &RayCluster) -> Result<Action, Err
             });
         }
     }
-    if !list_owned_pods(&pods_api, cluster).await?.is_empty() {
+    // A terminating head still runs its GCS until its grace period ends.
+    if !list_owned_pods(&pods_api, cluster).await?.all_gone() {
         return Ok(Action::requeue(POLL));
     }
 

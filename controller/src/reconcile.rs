@@ -177,10 +177,36 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     // The pod LIST needs nothing from the Services, so both go out at once; pods are still
     // only created once the head Service is known to be the cluster's (an error stops here).
-    let (head_service, owned) =
+    let (head_service, listed) =
         futures_util::try_join!(services, list_owned_pods(&pods_api, cluster))?;
+    let OwnedPods {
+        live: owned,
+        mut terminating,
+    } = listed;
     let hash = pod_template_hash(&cluster.spec);
     let plan = plan(ctx, cluster, &owned, &hash);
+    let now = Time(Timestamp::now());
+    // KubeRay's two-phase suspend: `RayClusterSuspending` is stored before the first pod is
+    // deleted, so a suspend cut short by a restart still runs to the end (`suspending` reads
+    // the condition) even if `spec.suspend` is cleared meanwhile.
+    let mut stored_status = cluster.status.clone();
+    if plan.suspends
+        && !plan.is_empty()
+        && !status::condition_is_true(stored_status.as_ref(), status::SUSPENDING)
+    {
+        let before = status::compute(
+            cluster,
+            &Observed {
+                pods: &owned,
+                terminating,
+                head_service: Some(&head_service),
+                failure: None,
+                now: now.clone(),
+            },
+        );
+        write_status(ctx, cluster, &before).await?;
+        stored_status = Some(before);
+    }
     // Before pods are created: they read their Ray auth token from it (create-only, so a
     // pass that creates no pod costs no request).
     if (plan.create_head || !plan.create_workers.is_empty())
@@ -193,30 +219,34 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     let (failure, owned) = if acted {
         let done = execute(ctx, cluster, &pods_api, &hash, plan).await;
         // What a LIST now would show: the pods seen, less those deleted, plus those created.
+        // A deleted pod may still be stopping (a kubelet gives it its grace period), so it
+        // counts as terminating until a LIST no longer shows it.
         let mut owned = owned;
+        let seen = owned.len();
         owned.retain(|pod| {
             pod.metadata
                 .uid
                 .as_ref()
                 .is_none_or(|uid| !done.deleted.contains(uid))
         });
+        terminating += seen - owned.len();
         owned.extend(done.created);
         (done.failure, owned)
     } else {
         (None, owned)
     };
 
-    let now = Time(Timestamp::now());
     let new_status = status::compute(
         cluster,
         &Observed {
             pods: &owned,
+            terminating,
             head_service: Some(&head_service),
             failure: failure.clone(),
             now,
         },
     );
-    let status_changed = status::changed(cluster.status.as_ref(), &new_status);
+    let status_changed = status::changed(stored_status.as_ref(), &new_status);
     if status_changed {
         write_status(ctx, cluster, &new_status).await?;
         observe_provisioning(ctx, cluster, &new_status);
@@ -457,10 +487,26 @@ async fn ensure_autoscaler_rbac(
 /// Pods labelled for the cluster **and** owned by it (controller reference with its uid),
 /// not already terminating. A pod that only carries the label is someone else's: it is
 /// neither counted nor ever deleted.
+/// The pods a cluster owns, as one LIST saw them.
+pub(crate) struct OwnedPods {
+    /// Not terminating: the pods the cluster counts and acts on.
+    pub live: Vec<Pod>,
+    /// Deleted but still there, their containers still stopping: a suspend is not done, nor
+    /// is the head gone for a Redis cleanup, until these are gone too.
+    pub terminating: usize,
+}
+
+impl OwnedPods {
+    /// No pod of the cluster exists any more, not even one still stopping.
+    pub fn all_gone(&self) -> bool {
+        self.live.is_empty() && self.terminating == 0
+    }
+}
+
 pub(crate) async fn list_owned_pods(
     api: &Api<Pod>,
     cluster: &RayCluster,
-) -> Result<Vec<Pod>, Error> {
+) -> Result<OwnedPods, Error> {
     let name = cluster.name_any();
     let uid = cluster.uid().unwrap_or_default();
     let params = ListParams::default().labels(&format!("{RAY_CLUSTER}={name}"));
@@ -468,11 +514,15 @@ pub(crate) async fn list_owned_pods(
         cluster: name,
         source,
     })?;
-    Ok(pods
+    let (terminating, live): (Vec<Pod>, Vec<Pod>) = pods
         .items
         .into_iter()
-        .filter(|pod| is_owned_by(pod, &uid) && !pod_state::is_terminating(pod))
-        .collect())
+        .filter(|pod| is_owned_by(pod, &uid))
+        .partition(pod_state::is_terminating);
+    Ok(OwnedPods {
+        live,
+        terminating: terminating.len(),
+    })
 }
 
 pub fn is_owned_by(pod: &Pod, uid: &str) -> bool {
@@ -495,6 +545,8 @@ struct Plan {
     delete: Vec<(PodToDelete, bool)>,
     create_head: bool,
     create_workers: Vec<(String, WorkerSlot)>,
+    /// Every pod goes for a cluster suspend.
+    suspends: bool,
 }
 
 impl Plan {
@@ -525,7 +577,10 @@ impl Plan {
 
 fn plan(ctx: &Context, cluster: &RayCluster, owned: &[Pod], hash: &str) -> Plan {
     if status::suspending(cluster) {
-        return Plan::delete_all(owned, DeleteReason::Suspended);
+        return Plan {
+            suspends: true,
+            ..Plan::delete_all(owned, DeleteReason::Suspended)
+        };
     }
     let heads: Vec<&Pod> = owned.iter().filter(|p| pod_state::is_head(p)).collect();
     let recreate = cluster.spec.upgrade_strategy.as_ref().and_then(|s| s.type_)

@@ -36,6 +36,9 @@ pub struct ReplicaFailure {
 pub struct Observed<'a> {
     /// Pods the cluster owns that are not terminating.
     pub pods: &'a [Pod],
+    /// Pods the cluster owns that were deleted but are still there (or may be: deleted in
+    /// this very pass).
+    pub terminating: usize,
     pub head_service: Option<&'a Service>,
     pub failure: Option<ReplicaFailure>,
     pub now: Time,
@@ -95,8 +98,11 @@ pub fn compute(cluster: &RayCluster, observed: &Observed) -> RayClusterStatus {
     let all_ready = !pods.is_empty() && pods.iter().all(pod_state::is_running_and_ready);
     let complete = all_ready && pods.len() as i64 == i64::from(desired) + 1;
     let suspend_requested = cluster.spec.suspend == Some(true);
-    let suspending_now = suspending(cluster) && !pods.is_empty();
-    let suspended_now = suspend_requested && pods.is_empty();
+    // Suspended only once every pod is really gone: what a suspend is for (Kueue, quota) is
+    // the resources back, and a terminating pod still holds them.
+    let all_gone = pods.is_empty() && observed.terminating == 0;
+    let suspending_now = suspending(cluster) && !all_gone;
+    let suspended_now = suspend_requested && all_gone;
 
     let mut state = old.and_then(|s| s.state.clone());
     if observed.failure.is_none() && complete && !suspend_requested {
@@ -125,7 +131,7 @@ pub fn compute(cluster: &RayCluster, observed: &Observed) -> RayClusterStatus {
         None => conditions.set(HEAD_POD_READY, false, "HeadPodNotFound", ""),
     }
     let was_provisioned = condition_is_true(old, PROVISIONED);
-    if suspend_requested && pods.is_empty() {
+    if suspended_now {
         conditions.set(PROVISIONED, false, "RayClusterPodsProvisioning", "");
     } else if was_provisioned || complete {
         conditions.set(PROVISIONED, true, "AllPodRunningAndReadyFirstTime", "");
@@ -378,6 +384,7 @@ spec:
             &cluster,
             &Observed {
                 pods: &pods,
+                terminating: 0,
                 head_service: Some(&service),
                 failure: None,
                 now: now(100),
@@ -410,6 +417,7 @@ spec:
             &cluster,
             &Observed {
                 pods: &pods,
+                terminating: 0,
                 head_service: None,
                 failure: None,
                 now: now(100),
@@ -424,6 +432,7 @@ spec:
             &cluster,
             &Observed {
                 pods: &pods,
+                terminating: 0,
                 head_service: None,
                 failure: None,
                 now: now(200),
@@ -440,6 +449,7 @@ spec:
             &cluster,
             &Observed {
                 pods: &pods,
+                terminating: 0,
                 head_service: None,
                 failure: None,
                 now: now(1),
@@ -451,6 +461,7 @@ spec:
             &cluster,
             &Observed {
                 pods: &[],
+                terminating: 0,
                 head_service: None,
                 failure: None,
                 now: now(2),
@@ -460,6 +471,45 @@ spec:
         assert_eq!(condition(&after, SUSPENDING).status, "False");
         assert_eq!(condition(&after, SUSPENDED).status, "True");
         assert_eq!(after.desired_worker_replicas, Some(0));
+    }
+
+    #[test]
+    fn a_suspend_is_not_done_while_a_deleted_pod_still_stops() {
+        let mut cluster = cluster(1, true);
+        let stopping = compute(
+            &cluster,
+            &Observed {
+                pods: &[],
+                terminating: 1,
+                head_service: None,
+                failure: None,
+                now: now(1),
+            },
+        );
+        assert_eq!(condition(&stopping, SUSPENDING).status, "True");
+        assert!(
+            stopping
+                .conditions
+                .iter()
+                .flatten()
+                .all(|c| c.type_ != SUSPENDED),
+            "{stopping:?}"
+        );
+        assert_ne!(stopping.state.as_deref(), Some(STATE_SUSPENDED));
+        cluster.status = Some(stopping);
+        let gone = compute(
+            &cluster,
+            &Observed {
+                pods: &[],
+                terminating: 0,
+                head_service: None,
+                failure: None,
+                now: now(2),
+            },
+        );
+        assert_eq!(gone.state.as_deref(), Some(STATE_SUSPENDED));
+        assert_eq!(condition(&gone, SUSPENDING).status, "False");
+        assert_eq!(condition(&gone, SUSPENDED).status, "True");
     }
 
     #[test]
@@ -473,6 +523,7 @@ spec:
             &cluster,
             &Observed {
                 pods: &[],
+                terminating: 0,
                 head_service: None,
                 failure: Some(failure),
                 now: now(1),
@@ -488,6 +539,7 @@ spec:
             &cluster,
             &Observed {
                 pods: &pods,
+                terminating: 0,
                 head_service: None,
                 failure: None,
                 now: now(2),

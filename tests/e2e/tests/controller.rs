@@ -6,8 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
 use raygate_e2e::kubelet::{mark_all_ready, mark_failed};
@@ -676,23 +679,124 @@ async fn a_user_service_holding_the_head_service_name_is_reported_and_left_alone
     );
 }
 
+/// KubeRay's two-phase suspend as a user (or Kueue) sees it: `RayClusterSuspending` is stored
+/// first, and the cluster is `suspended` only once every pod is really gone. A finalizer on
+/// the worker stands in for a kubelet still stopping its containers.
 #[tokio::test(flavor = "multi_thread")]
 async fn suspend_and_resume() {
     let env = start(true).await;
     env.apply(&sample());
-    env.wait_for_pods(1, 1).await;
+    let (_, workers) = env.wait_for_pods(1, 1).await;
     env.mark_ready().await;
-    env.wait_for_state("ready").await;
+    let ready = env.wait_for_state("ready").await;
+    let worker = workers[0].name_any();
+    let hold = json!({"metadata": {"finalizers": ["raygate.test/still-stopping"]}});
+    env.pods_api()
+        .patch(&worker, &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .expect("hold the worker");
+
+    // Every stored version of the RayCluster from here on: (Suspending, Suspended).
+    let clusters: Api<RayCluster> = Api::namespaced(env.client.clone(), NS);
+    let since = ready.resource_version().expect("resourceVersion");
+    let mut versions = clusters
+        .watch(
+            &WatchParams::default().fields(&format!("metadata.name={CLUSTER}")),
+            &since,
+        )
+        .await
+        .expect("watch the RayCluster")
+        .boxed();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            while let Some(Ok(WatchEvent::Modified(cluster))) = versions.next().await {
+                let pair = (
+                    condition(&cluster, "RayClusterSuspending"),
+                    condition(&cluster, "RayClusterSuspended"),
+                );
+                seen.lock().expect("not poisoned").push(pair);
+            }
+        }
+    });
 
     env.patch(json!([{"op": "add", "path": "/spec/suspend", "value": true}]));
+    wait_until(
+        "the head gone and the worker terminating",
+        TIMEOUT,
+        || async {
+            let list = env
+                .pods_api()
+                .list(&ListParams::default().labels(&format!("ray.io/cluster={CLUSTER}")))
+                .await
+                .expect("list pods");
+            let only_worker_left = list.items.len() == 1
+                && list.items[0].name_any() == worker
+                && list.items[0].metadata.deletion_timestamp.is_some();
+            only_worker_left.then_some(())
+        },
+    )
+    .await;
+    // Passes keep running (the deletions wake it, a pass that wrote looks again in 2 s); none
+    // may call the cluster suspended while a pod still stops.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let cluster = env.cluster().await;
+        assert_ne!(
+            cluster.status.as_ref().and_then(|s| s.state.as_deref()),
+            Some("suspended"),
+            "suspended with a pod still terminating: {:?}",
+            cluster.status
+        );
+        assert_eq!(
+            condition(&cluster, "RayClusterSuspending").as_deref(),
+            Some("True")
+        );
+        assert_ne!(
+            condition(&cluster, "RayClusterSuspended").as_deref(),
+            Some("True")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let release = json!([{"op": "remove", "path": "/metadata/finalizers"}]);
+    env.pods_api()
+        .patch(
+            &worker,
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(release).expect("a JSON patch")),
+        )
+        .await
+        .expect("release the worker");
     env.wait_for_pods(0, 0).await;
     let cluster = env.wait_for_state("suspended").await;
     assert_eq!(
         condition(&cluster, "RayClusterSuspended").as_deref(),
         Some("True")
     );
+    assert_eq!(
+        condition(&cluster, "RayClusterSuspending").as_deref(),
+        Some("False")
+    );
     let status = cluster.status.as_ref().expect("status");
     assert_eq!(status.desired_worker_replicas, Some(0));
+    recorder.abort();
+    let seen = seen.lock().expect("not poisoned").clone();
+    let suspending = seen
+        .iter()
+        .position(|(ing, _)| ing.as_deref() == Some("True"))
+        .unwrap_or_else(|| panic!("Suspending was never stored: {seen:?}"));
+    let suspended = seen
+        .iter()
+        .position(|(_, ed)| ed.as_deref() == Some("True"))
+        .unwrap_or_else(|| panic!("Suspended was never stored: {seen:?}"));
+    assert!(suspending < suspended, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(ing, ed)| !(ing.as_deref() == Some("True") && ed.as_deref() == Some("True"))),
+        "Suspending and Suspended both True (KubeRay rejects that state): {seen:?}"
+    );
 
     env.patch(json!([{"op": "replace", "path": "/spec/suspend", "value": false}]));
     env.wait_for_pods(1, 1).await;
