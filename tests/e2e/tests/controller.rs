@@ -13,6 +13,7 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
+use raygate_e2e::control_plane::sample_value;
 use raygate_e2e::kubelet::{mark_all_ready, mark_failed};
 use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::wait::wait_until;
@@ -379,9 +380,34 @@ async fn the_sample_yields_a_head_a_worker_and_a_service_then_becomes_ready() {
     }
     assert!(!reasons.contains("WebhookBypassed"), "{events:?}");
 
-    // A settled cluster's status is not rewritten on every pass.
+    // A settled cluster's status is not rewritten on every pass: a change to one of its pods
+    // wakes passes (counted by the reconcile metric), which find nothing to write.
     let before = env.cluster().await.metadata.resource_version;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let passes = || {
+        let metrics = env.controller.metrics().expect("metrics");
+        sample_value(
+            &metrics,
+            "raygate_controller_reconciles_total{kind=\"RayCluster\"}",
+        )
+    };
+    let passes_before = passes();
+    let (_, workers) = env.ray_pods().await;
+    for touch in 0..3 {
+        let note = json!({"metadata": {"annotations": {"raygate.test/touch": touch.to_string()}}});
+        env.pods_api()
+            .patch(
+                &workers[0].name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&note),
+            )
+            .await
+            .expect("touch a worker");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    wait_until("passes woken by the pod changes", TIMEOUT, || async {
+        (passes() >= passes_before + 2.0).then_some(())
+    })
+    .await;
     assert_eq!(env.cluster().await.metadata.resource_version, before);
 
     let metrics = wait_until("the ready cluster counted", TIMEOUT, || async {
