@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 const CLUSTER: &str = "raycluster-kuberay";
 const NS: &str = "default";
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The ResourceQuota of [`Env::limit_pods`].
+const POD_LIMIT: &str = "pod-limit";
 
 struct Env {
     cp: ControlPlane,
@@ -122,6 +124,36 @@ impl Env {
             },
         )
         .await
+    }
+
+    /// A ResourceQuota admitting at most `pods` pods in the namespace.
+    async fn limit_pods(&self, pods: usize) {
+        let quotas: Api<ResourceQuota> = Api::namespaced(self.client.clone(), NS);
+        let quota: ResourceQuota = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": POD_LIMIT},
+            "spec": {"hard": {"pods": pods.to_string()}},
+        }))
+        .expect("quota");
+        quotas
+            .create(&PostParams::default(), &quota)
+            .await
+            .expect("create the quota");
+        // No controller-manager here: play its quota controller, without which the API server
+        // refuses every pod ("status unknown for quota").
+        let status = json!({"status": {"hard": {"pods": pods.to_string()}, "used": {"pods": "0"}}});
+        quotas
+            .patch_status(POD_LIMIT, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .expect("quota status");
+    }
+
+    async fn lift_pod_limit(&self) {
+        Api::<ResourceQuota>::namespaced(self.client.clone(), NS)
+            .delete(POD_LIMIT, &DeleteParams::default())
+            .await
+            .expect("delete the quota");
     }
 
     async fn mark_ready(&self) {
@@ -484,28 +516,7 @@ async fn scaling_follows_replicas_and_workers_to_delete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forbidden_worker_pods_are_reported_and_the_cluster_converges_once_allowed() {
     let env = start(true).await;
-    let quotas: Api<ResourceQuota> = Api::namespaced(env.client.clone(), NS);
-    let quota: ResourceQuota = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "one-pod"},
-        "spec": {"hard": {"pods": "1"}},
-    }))
-    .expect("quota");
-    quotas
-        .create(&PostParams::default(), &quota)
-        .await
-        .expect("create the quota");
-    // No controller-manager here: play its quota controller, without which the API server
-    // refuses every pod ("status unknown for quota").
-    quotas
-        .patch_status(
-            "one-pod",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}})),
-        )
-        .await
-        .expect("quota status");
+    env.limit_pods(1).await;
 
     env.apply(&sample());
     let cluster = wait_until("the ReplicaFailure condition", TIMEOUT, || async {
@@ -547,10 +558,7 @@ async fn forbidden_worker_pods_are_reported_and_the_cluster_converges_once_allow
         Some("ready")
     );
 
-    quotas
-        .delete("one-pod", &DeleteParams::default())
-        .await
-        .expect("delete the quota");
+    env.lift_pod_limit().await;
     env.wait_for_pods(1, 1).await;
     env.mark_ready().await;
     let cluster = env.wait_for_state("ready").await;
@@ -1041,19 +1049,27 @@ async fn without_the_webhook_the_controller_normalizes_in_memory_and_warns() {
     assert_eq!(bypass, 1, "warned more than once: {events:?}");
 }
 
+/// SIGKILL while the 50 workers are being created, then a new controller: exactly 50 in the
+/// end. A pod quota of 26 (the head and 25 workers) makes sure the kill lands halfway however
+/// fast the creates go; it is lifted before the restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_controller_killed_while_creating_50_workers_ends_with_exactly_50() {
     let mut env = start(false).await;
+    env.limit_pods(26).await;
     env.apply(&sample_with_workers(50));
-    let at_kill = wait_until("the first workers", TIMEOUT, || async {
-        let count = env.ray_pods().await.1.len();
-        (count > 0).then_some(count)
+    wait_until("the first workers", TIMEOUT, || async {
+        (!env.ray_pods().await.1.is_empty()).then_some(())
     })
     .await;
     env.controller.kill();
-    eprintln!("killed the controller with {at_kill} of 50 workers created");
     let after_kill = env.ray_pods().await.1.len();
+    assert!(
+        (1..=25).contains(&after_kill),
+        "{after_kill} workers at the kill"
+    );
+    eprintln!("killed the controller with {after_kill} of 50 workers created");
 
+    env.lift_pod_limit().await;
     env.controller = Controller::start(&env.cp).expect("restart the controller");
     let (heads, workers) = env.wait_for_pods(1, 50).await;
     // Let any duplicate show up before judging.
@@ -1237,18 +1253,29 @@ async fn with_two_replicas_only_the_leader_acts_and_the_other_takes_over() {
     assert!(!replicas[standby].exited());
 }
 
+/// The API server killed (SIGKILL) while a 20-worker cluster is half built, then started
+/// again: the controller survives and converges on exactly 20. A pod quota of 11 holds the
+/// cluster halfway until after the restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_server_restart_in_the_middle_of_creating_pods_converges() {
     let mut env = start(false).await;
+    env.limit_pods(11).await;
     env.apply(&sample_with_workers(20));
     wait_until("the first workers", TIMEOUT, || async {
         (!env.ray_pods().await.1.is_empty()).then_some(())
     })
     .await;
-    env.cp.stop_apiserver().expect("stop the API server");
+    env.cp.kill_apiserver();
     tokio::time::sleep(Duration::from_secs(2)).await;
     env.cp.start_apiserver().expect("restart the API server");
     env.client = env.cp.client().await.expect("kube client");
+    let (_, workers) = env.ray_pods().await;
+    assert!(
+        (1..=10).contains(&workers.len()),
+        "{} workers at the restart",
+        workers.len()
+    );
+    env.lift_pod_limit().await;
 
     env.wait_for_pods(1, 20).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
