@@ -1149,12 +1149,13 @@ async fn a_controller_started_with_60_clusters_stored_builds_each_exactly_once()
     }
 }
 
-/// `--namespace=team-a`: the controller materializes team-a's cluster and leaves a cluster in
-/// team-b alone (no pods, no Service, no status), as a namespaced install must.
+/// `--namespace=team-a --namespace=team-c`: the controller materializes the clusters of both
+/// and leaves a cluster in team-b alone (no pods, no Service, no status), as a namespaced
+/// install must.
 #[tokio::test(flavor = "multi_thread")]
-async fn with_one_watched_namespace_a_cluster_elsewhere_is_left_alone() {
-    let mut env = start_with(true, &["--namespace=team-a"]).await;
-    for namespace in ["team-a", "team-b"] {
+async fn with_watched_namespaces_a_cluster_elsewhere_is_left_alone() {
+    let mut env = start_with(true, &["--namespace=team-a", "--namespace=team-c"]).await;
+    for namespace in ["team-a", "team-b", "team-c"] {
         env.kubectl_ok(&["create", "namespace", namespace], None);
         env.kubectl_ok(&["apply", "-n", namespace, "-f", "-"], Some(&sample()));
     }
@@ -1162,29 +1163,39 @@ async fn with_one_watched_namespace_a_cluster_elsewhere_is_left_alone() {
     let pods = |namespace| Api::<Pod>::namespaced(env.client.clone(), namespace);
     let selector = format!("ray.io/cluster={CLUSTER}");
 
-    let watched = wait_until("team-a's head and worker", TIMEOUT, || async {
-        let list = pods("team-a")
-            .list(&ListParams::default().labels(&selector))
+    for namespace in ["team-a", "team-c"] {
+        let watched = wait_until(
+            &format!("{namespace}'s head and worker"),
+            TIMEOUT,
+            || async {
+                let list = pods(namespace)
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .expect("list the watched pods");
+                (list.items.len() == 2).then_some(list.items)
+            },
+        )
+        .await;
+        let uid = clusters(namespace)
+            .get(CLUSTER)
             .await
-            .expect("list team-a's pods");
-        (list.items.len() == 2).then_some(list.items)
-    })
-    .await;
-    let uid = clusters("team-a").get(CLUSTER).await.expect("team-a").uid();
-    assert!(
-        watched
-            .iter()
-            .all(|p| owned_by(p, uid.as_deref().expect("uid"))),
-        "{watched:?}"
-    );
-    mark_all_ready(&pods("team-a"), &selector)
-        .await
-        .expect("mark team-a's pods ready");
-    wait_until("team-a ready", TIMEOUT, || async {
-        let cluster = clusters("team-a").get(CLUSTER).await.ok()?;
-        (cluster.status?.state.as_deref() == Some("ready")).then_some(())
-    })
-    .await;
+            .expect("cluster")
+            .uid();
+        assert!(
+            watched
+                .iter()
+                .all(|p| owned_by(p, uid.as_deref().expect("uid"))),
+            "{watched:?}"
+        );
+        mark_all_ready(&pods(namespace), &selector)
+            .await
+            .expect("mark the watched pods ready");
+        wait_until(&format!("{namespace} ready"), TIMEOUT, || async {
+            let cluster = clusters(namespace).get(CLUSTER).await.ok()?;
+            (cluster.status?.state.as_deref() == Some("ready")).then_some(())
+        })
+        .await;
+    }
 
     // The controller is busy and healthy; give it time to (wrongly) reach team-b too.
     tokio::time::sleep(Duration::from_secs(5)).await;
