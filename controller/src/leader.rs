@@ -2,8 +2,10 @@
 //! one acts: two controllers reconciling one cluster would both create the missing pods.
 //!
 //! The holder renews every `renew` period; others take over once the lease has gone
-//! `duration` without renewal. A holder that cannot renew within `duration` stops acting
-//! (the process exits and is restarted), because by then another replica may have taken over.
+//! `duration` without renewal. A holder that cannot renew within `duration - renew` of its
+//! last renewal stops acting (the process exits and is restarted), so it has stopped before
+//! another replica may take over. A renewal that hangs (an API server or network that
+//! stalls) counts as failed at that deadline; it is not awaited.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio::time::Instant;
 
 use crate::error::Error;
 
@@ -42,6 +45,17 @@ pub struct LeaderLease {
     api: Api<Lease>,
     options: LeaseOptions,
     lease: Lease,
+    /// When the write that last took or renewed the lease was sent: the `renewTime` other
+    /// replicas judge expiry by.
+    renewed_at: Instant,
+}
+
+/// Whether the lease is still ours, as the API server answered a renewal.
+enum Renewal {
+    Renewed(Lease),
+    /// Someone else's write came between: still ours (the lease read back).
+    StillOurs(Lease),
+    Lost,
 }
 
 fn now() -> MicroTime {
@@ -70,6 +84,7 @@ impl LeaderLease {
     pub async fn acquire(client: Client, options: LeaseOptions) -> Result<Self, Error> {
         let api: Api<Lease> = Api::namespaced(client, &options.namespace);
         loop {
+            let sent = Instant::now();
             match Self::try_acquire(&api, &options).await {
                 Ok(Some(lease)) => {
                     tracing::info!(
@@ -81,6 +96,7 @@ impl LeaderLease {
                         api,
                         options,
                         lease,
+                        renewed_at: sent,
                     });
                 }
                 Ok(None) => {}
@@ -140,53 +156,71 @@ impl LeaderLease {
         }
     }
 
-    /// Renews until renewal fails for longer than the lease duration or another replica
-    /// took the lease; then returns the error that ends this replica's term.
+    /// The time after its last renewal at which a holder gives up: one renewal period short
+    /// of the lease duration, so it has stopped acting before a standby may take over.
+    fn renew_deadline(&self) -> Duration {
+        self.options
+            .duration
+            .saturating_sub(self.options.renew)
+            .max(self.options.renew)
+    }
+
+    /// Renews until renewal fails past the renew deadline or another replica took the
+    /// lease; then returns the error that ends this replica's term.
     pub async fn keep(&mut self) -> Error {
-        let mut last_renewed = tokio::time::Instant::now();
+        let lost = || Error::LostLease {
+            lease: self.options.name.clone(),
+        };
         loop {
             tokio::time::sleep(self.options.renew).await;
-            let mut lease = self.lease.clone();
-            if let Some(spec) = lease.spec.as_mut() {
-                spec.renew_time = Some(now());
-            }
-            match self
-                .api
-                .replace(&self.options.name, &PostParams::default(), &lease)
-                .await
-            {
-                Ok(renewed) => {
-                    self.lease = renewed;
-                    last_renewed = tokio::time::Instant::now();
+            let deadline = self.renewed_at + self.renew_deadline();
+            let sent = Instant::now();
+            match tokio::time::timeout_at(deadline, self.renew_once()).await {
+                Ok(Ok(Renewal::Renewed(lease))) => {
+                    self.lease = lease;
+                    self.renewed_at = sent;
                     continue;
                 }
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    // Someone wrote the lease: still ours only if it names us.
-                    match self.api.get(&self.options.name).await {
-                        Ok(current)
-                            if current
-                                .spec
-                                .as_ref()
-                                .and_then(|s| s.holder_identity.as_deref())
-                                == Some(self.options.identity.as_str()) =>
-                        {
-                            self.lease = current;
-                        }
-                        Ok(_) => {
-                            return Error::LostLease {
-                                lease: self.options.name.clone(),
-                            };
-                        }
-                        Err(error) => tracing::warn!(%error, "reading the leader lease failed"),
-                    }
+                Ok(Ok(Renewal::StillOurs(lease))) => self.lease = lease,
+                Ok(Ok(Renewal::Lost)) => return lost(),
+                Ok(Err(error)) => tracing::warn!(%error, "renewing the leader lease failed"),
+                Err(_) => {
+                    tracing::warn!("renewing the leader lease did not finish by its deadline");
+                    return lost();
                 }
-                Err(error) => tracing::warn!(%error, "renewing the leader lease failed"),
             }
-            if last_renewed.elapsed() >= self.options.duration {
-                return Error::LostLease {
-                    lease: self.options.name.clone(),
-                };
+            if Instant::now() >= deadline {
+                return lost();
             }
+        }
+    }
+
+    async fn renew_once(&self) -> Result<Renewal, kube::Error> {
+        let mut lease = self.lease.clone();
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(now());
+        }
+        match self
+            .api
+            .replace(&self.options.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(renewed) => Ok(Renewal::Renewed(renewed)),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                // Someone wrote the lease: still ours only if it names us. The next renewal
+                // carries the resourceVersion read here.
+                let current = self.api.get(&self.options.name).await?;
+                let holder = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_deref());
+                Ok(if holder == Some(self.options.identity.as_str()) {
+                    Renewal::StillOurs(current)
+                } else {
+                    Renewal::Lost
+                })
+            }
+            Err(error) => Err(error),
         }
     }
 

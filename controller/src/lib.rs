@@ -285,7 +285,13 @@ pub async fn run(
     if let (Some(held), Ok(())) = (lease, &outcome) {
         held.release().await;
     }
-    let _ = admin.await;
+    if outcome.is_err() {
+        // No shutdown signal comes for a lost lease: the process exits now, to be restarted
+        // as a standby.
+        admin.abort();
+    } else {
+        let _ = admin.await;
+    }
     outcome
 }
 

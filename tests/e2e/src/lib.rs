@@ -16,6 +16,7 @@ pub mod ray_head;
 pub mod rayservice_status;
 pub mod self_managed;
 pub mod service_account;
+pub mod stall_proxy;
 pub mod wait;
 pub mod webhook;
 

@@ -16,6 +16,7 @@ use raygate_api::RayCluster;
 use raygate_e2e::control_plane::sample_value;
 use raygate_e2e::kubelet::{mark_all_ready, mark_failed};
 use raygate_e2e::kuberay_samples::sample_text;
+use raygate_e2e::stall_proxy::StallProxy;
 use raygate_e2e::wait::wait_until;
 use raygate_e2e::{ControlPlane, Controller, Webhook, install_ray_crds};
 use serde_json::{Value, json};
@@ -1262,6 +1263,76 @@ async fn with_two_replicas_only_the_leader_acts_and_the_other_takes_over() {
     env.patch(json!([{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 2}]));
     env.wait_for_pods(1, 2).await;
     assert!(!replicas[standby].exited());
+}
+
+/// A leader whose connection to the API server stalls (its renewals hang; they do not fail)
+/// steps down by itself before its lease can expire, so it has stopped acting before the
+/// standby may take over; the standby then leads and acts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_renewals_hang_steps_down_before_the_standby_takes_over() {
+    let mut env = start(false).await;
+    env.controller.stop();
+    let flags = [
+        "--leader-elect",
+        "--leader-election-namespace=default",
+        "--leader-lease-seconds=10",
+    ];
+    let relay = StallProxy::start(&env.cp).await.expect("the relay");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let kubeconfig = relay.kubeconfig(&env.cp, dir.path()).expect("kubeconfig");
+    let mut leader = Controller::start_as(&kubeconfig, &flags).expect("the leader");
+    wait_until("the first replica to lead", TIMEOUT, || async {
+        leader.is_leader().then_some(())
+    })
+    .await;
+    let standby = Controller::start_with(&env.cp, &flags).expect("the standby");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!standby.is_leader(), "two leaders");
+
+    relay.stall();
+    let stalled_at = Instant::now();
+    // Polled closely: the standby must not lead while the stalled replica still acts as
+    // leader (its admin port, not relayed, still answers).
+    let stepped_down = loop {
+        if !leader.is_leader() {
+            break stalled_at.elapsed();
+        }
+        assert!(
+            !standby.is_leader(),
+            "the standby leads while the stalled leader still acts"
+        );
+        assert!(
+            stalled_at.elapsed() < Duration::from_secs(30),
+            "the stalled leader still acts after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Its last renewal was sent at most 2 s before the stall; it gives up 8 s after that.
+    assert!(
+        stepped_down <= Duration::from_secs(10),
+        "stepped down after {stepped_down:?}"
+    );
+    // Then it exits, to be restarted as a standby (events still queued get 5 s).
+    wait_until(
+        "the stalled replica to exit",
+        Duration::from_secs(15),
+        || {
+            let exited = leader.exited();
+            async move { exited.then_some(()) }
+        },
+    )
+    .await;
+    wait_until("the standby to lead", Duration::from_secs(30), || async {
+        standby.is_leader().then_some(())
+    })
+    .await;
+    let failover = stalled_at.elapsed();
+    assert!(
+        failover <= Duration::from_secs(15),
+        "failover took {failover:?}"
+    );
+    env.apply(&sample());
+    env.wait_for_pods(1, 1).await;
 }
 
 /// The API server killed (SIGKILL) while a 20-worker cluster is half built, then started
