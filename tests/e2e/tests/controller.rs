@@ -1371,10 +1371,10 @@ async fn an_api_server_restart_in_the_middle_of_creating_pods_converges() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_redis_fault_tolerant_cluster_runs_its_cleanup_before_it_goes() {
-    let env = start(true).await;
-    let yaml = sample()
+/// The sample with Redis GCS fault tolerance, and KubeRay's annotation giving its cleanup
+/// `timeout` seconds.
+fn redis_sample(timeout: u32) -> String {
+    sample()
         .replacen(
             "spec:\n",
             "spec:\n  gcsFaultToleranceOptions:\n    redisAddress: redis:6379\n",
@@ -1382,10 +1382,17 @@ async fn a_redis_fault_tolerant_cluster_runs_its_cleanup_before_it_goes() {
         )
         .replacen(
             "  name: raycluster-kuberay\n",
-            "  name: raycluster-kuberay\n  annotations:\n    ray.io/gcs-ft-deletion-timeout: \"10\"\n",
+            &format!(
+                "  name: raycluster-kuberay\n  annotations:\n    ray.io/gcs-ft-deletion-timeout: \"{timeout}\"\n"
+            ),
             1,
-        );
-    env.apply(&yaml);
+        )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_fault_tolerant_cluster_runs_its_cleanup_before_it_goes() {
+    let env = start(true).await;
+    env.apply(&redis_sample(10));
     let (heads, _) = env.wait_for_pods(1, 1).await;
     let cluster = env.cluster().await;
     assert!(
@@ -1449,6 +1456,89 @@ async fn a_redis_fault_tolerant_cluster_runs_its_cleanup_before_it_goes() {
     );
     assert!(
         events.iter().any(|(_, r, _)| r == "CreatedRedisCleanupJob"),
+        "{events:?}"
+    );
+}
+
+/// The Redis cleanup Job starts only once the head is really gone (a finalizer holds it here,
+/// as a kubelet still stopping its GCS would: a live GCS would write its state back), and
+/// when the Job completes the RayCluster goes at once, long before its timeout, with no
+/// warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_cleanup_waits_for_the_head_to_stop_and_ends_when_its_job_completes() {
+    let env = start(true).await;
+    env.apply(&redis_sample(600));
+    let (heads, _) = env.wait_for_pods(1, 1).await;
+    let head = heads[0].name_any();
+    let hold = json!({"metadata": {"finalizers": ["raygate.test/still-stopping"]}});
+    env.pods_api()
+        .patch(&head, &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .expect("hold the head");
+
+    env.kubectl_ok(&["delete", "raycluster", CLUSTER, "--wait=false"], None);
+    wait_until(
+        "the worker gone and the head terminating",
+        TIMEOUT,
+        || async {
+            let list = env
+                .pods_api()
+                .list(&ListParams::default().labels(&format!("ray.io/cluster={CLUSTER}")))
+                .await
+                .expect("list pods");
+            let only_head = list.items.len() == 1
+                && list.items[0].name_any() == head
+                && list.items[0].metadata.deletion_timestamp.is_some();
+            only_head.then_some(())
+        },
+    )
+    .await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.client.clone(), NS);
+    let job_name = "raycluster-kuberay-redis-cleanup";
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        jobs.get_opt(job_name).await.expect("get job").is_none(),
+        "the cleanup Job started while the head was still stopping"
+    );
+
+    let release = json!([{"op": "remove", "path": "/metadata/finalizers"}]);
+    env.pods_api()
+        .patch(
+            &head,
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(release).expect("a JSON patch")),
+        )
+        .await
+        .expect("release the head");
+    wait_until("the cleanup Job", TIMEOUT, || async {
+        jobs.get_opt(job_name).await.expect("get job")
+    })
+    .await;
+    // No Job controller runs here: play it, reporting the Job done.
+    let now = "2026-01-01T00:00:00Z";
+    let done = json!({"status": {
+        "startTime": now,
+        "completionTime": now,
+        "succeeded": 1,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+            {"type": "Complete", "status": "True", "lastTransitionTime": now},
+        ],
+    }});
+    jobs.patch_status(job_name, &PatchParams::default(), &Patch::Merge(&done))
+        .await
+        .expect("mark the Job complete");
+    let clusters: Api<RayCluster> = Api::namespaced(env.client.clone(), NS);
+    wait_until("the RayCluster gone", TIMEOUT, || async {
+        let gone = clusters.get_opt(CLUSTER).await.expect("get").is_none();
+        gone.then_some(())
+    })
+    .await;
+    let events = env.events();
+    assert!(
+        !events
+            .iter()
+            .any(|(_, r, _)| r == "ForceDeletedStuckCluster"),
         "{events:?}"
     );
 }
