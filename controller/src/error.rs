@@ -81,6 +81,29 @@ pub enum Error {
 }
 
 impl Error {
+    /// The reason of the Warning event a failed pass writes on its RayCluster, for failures
+    /// that wrote none where they happened (creates and deletes write their own, with
+    /// KubeRay's reasons). `None`: already reported, or not about one cluster.
+    pub fn event_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::ListPods { .. } => Some("FailedToListPods"),
+            Error::GetChild { .. } => Some("FailedToGetChild"),
+            Error::PatchStatus { .. } => Some("FailedToUpdateStatus"),
+            Error::Finalizer { .. } => Some("FailedToUpdateFinalizers"),
+            Error::CleanupJob { .. } => Some("FailedToCleanupRedis"),
+            Error::MissingNamespace { .. }
+            | Error::CreateChild { .. }
+            | Error::HeadServiceNotOwned { .. }
+            | Error::ReplicaFailure { .. }
+            | Error::Normalize { .. }
+            | Error::Admin { .. }
+            | Error::LeaderElection { .. }
+            | Error::LostLease { .. }
+            | Error::ObjectApi { .. }
+            | Error::SelectedClusterNotFound { .. } => None,
+        }
+    }
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::MissingNamespace { .. } => "MissingNamespace",

@@ -123,13 +123,23 @@ pub async fn reconcile(cluster: Arc<RayCluster>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
-pub fn error_policy(cluster: Arc<RayCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(cluster: Arc<RayCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(
         namespace = cluster.namespace().unwrap_or_default(),
         name = cluster.name_any(),
         %error,
         "reconcile failed; retrying"
     );
+    // So `kubectl describe` shows why the cluster is stuck. The recorder folds the same
+    // failure on every retry into one event with a growing count.
+    if let Some(reason) = error.event_reason() {
+        let message = format!("{error}; retrying");
+        tokio::spawn(async move {
+            ctx.events
+                .warning(cluster.as_ref(), reason, "Reconcile", message)
+                .await;
+        });
+    }
     Action::requeue(Duration::from_secs(5))
 }
 

@@ -1007,3 +1007,90 @@ fn with_watch_namespaces_the_controller_can_act_only_there() {
         RELEASE_NAMESPACE
     ));
 }
+
+/// A controller whose RBAC lacks `rayclusters/status` (a trimmed ClusterRole) still builds the
+/// cluster, and says on the RayCluster why its status stays empty: a Warning event carrying
+/// the API server's "forbidden". Once the rule is back, the status is written.
+#[test]
+fn a_status_write_the_rbac_forbids_is_reported_as_a_warning_event() {
+    let cp = ControlPlane::start().expect("start the control plane (tests/controlplane/build.sh)");
+    kubectl_ok(&cp, &["create", "namespace", RELEASE_NAMESPACE], None);
+    kubectl_ok(&cp, &["create", "namespace", "team-a"], None);
+    install_ray_crds(&cp).expect("Ray CRDs");
+    let rendered = render(&[]).expect("render");
+    let trimmed: Vec<Value> = documents(&rendered)
+        .into_iter()
+        .map(|mut doc| {
+            if doc["kind"] == "ClusterRole" && doc["metadata"]["name"] == "raygate-controller" {
+                let rules = doc["rules"].as_array_mut().expect("rules");
+                let before = rules.len();
+                rules.retain(|r| r["resources"] != serde_json::json!(["rayclusters/status"]));
+                assert_eq!(rules.len(), before - 1, "the status rule was not found");
+            }
+            doc
+        })
+        .collect();
+    let trimmed = trimmed
+        .iter()
+        .map(|d| serde_json::to_string(d).expect("JSON"))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    apply_chart_rbac(&cp, &trimmed);
+    assert!(!can(
+        &cp,
+        "raygate-controller",
+        "patch",
+        "rayclusters/status",
+        "team-a"
+    ));
+
+    let kubeconfig =
+        kubeconfig_as(&cp, RELEASE_NAMESPACE, "raygate-controller").expect("kubeconfig");
+    let _controller = Controller::start_as(&kubeconfig, &[]).expect("the controller starts");
+    let sample = sample_text("ray-cluster.sample.yaml").expect("sample");
+    kubectl_ok(&cp, &["apply", "-n", "team-a", "-f", "-"], Some(&sample));
+    eventually_contains(
+        &cp,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "team-a",
+            "-l",
+            "ray.io/cluster=raycluster-kuberay",
+            "-o",
+            "name",
+        ],
+        "worker",
+    );
+    let events = eventually_contains(
+        &cp,
+        &[
+            "get",
+            "events",
+            "-n",
+            "team-a",
+            "--field-selector=type=Warning,reason=FailedToUpdateStatus",
+            "-o",
+            "json",
+        ],
+        "FailedToUpdateStatus",
+    );
+    assert!(events.contains("forbidden"), "{events}");
+    assert!(events.contains("raycluster-kuberay"), "{events}");
+
+    apply_chart_rbac(&cp, &rendered);
+    eventually_contains(
+        &cp,
+        &[
+            "get",
+            "raycluster",
+            "raycluster-kuberay",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.status.desiredWorkerReplicas}",
+        ],
+        "1",
+    );
+}
