@@ -85,6 +85,9 @@ impl Error {
     /// that wrote none where they happened (creates and deletes write their own, with
     /// KubeRay's reasons). `None`: already reported, or not about one cluster.
     pub fn event_reason(&self) -> Option<&'static str> {
+        if self.is_conflict() {
+            return None;
+        }
         match self {
             Error::ListPods { .. } => Some("FailedToListPods"),
             Error::GetChild { .. } => Some("FailedToGetChild"),
@@ -102,6 +105,18 @@ impl Error {
             | Error::ObjectApi { .. }
             | Error::SelectedClusterNotFound { .. } => None,
         }
+    }
+
+    /// A write that lost an optimistic-concurrency race (409 Conflict): it was made against
+    /// a cached object another writer has changed since. Expected, and retried at once.
+    pub fn is_conflict(&self) -> bool {
+        let source = match self {
+            Error::Finalizer { source, .. }
+            | Error::PatchStatus { source, .. }
+            | Error::ObjectApi { source, .. } => source,
+            _ => return false,
+        };
+        matches!(source, kube::Error::Api(status) if status.code == 409)
     }
 
     pub fn metric_label(&self) -> &'static str {
@@ -122,5 +137,39 @@ impl Error {
             Error::ObjectApi { .. } => "ObjectApi",
             Error::SelectedClusterNotFound { .. } => "SelectedClusterNotFound",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "message": "m"}))
+                .expect("a Status");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_conflict_is_retried_quietly_and_other_failures_get_a_warning() {
+        let conflict = Error::Finalizer {
+            cluster: "c".into(),
+            source: api_error(409),
+        };
+        assert!(conflict.is_conflict());
+        assert_eq!(conflict.event_reason(), None);
+        let forbidden = Error::PatchStatus {
+            cluster: "c".into(),
+            source: api_error(403),
+        };
+        assert!(!forbidden.is_conflict());
+        assert_eq!(forbidden.event_reason(), Some("FailedToUpdateStatus"));
+        // Creates and deletes report their own failures where they happen.
+        let replica = Error::ReplicaFailure {
+            cluster: "c".into(),
+            message: "quota".into(),
+        };
+        assert_eq!(replica.event_reason(), None);
     }
 }

@@ -50,9 +50,6 @@ pub use error::Error;
 pub use leader::LeaseOptions;
 pub use metrics::Metrics;
 
-/// How long pod and Service events are collected before a cluster is reconciled: creating 50
-/// workers then costs a handful of passes, not 50.
-const DEBOUNCE: Duration = Duration::from_millis(250);
 /// RayClusters per page of a watch's initial LIST. Each is several KB with its templates and
 /// written-in defaults; a page of kube's default 500 is held whole while it is decoded, which
 /// set the controller's peak memory when it started with hundreds of clusters stored.
@@ -347,11 +344,11 @@ fn cluster_controller(
     let controller = Controller::for_stream(cluster_events, reader)
         .owns_stream(pod_events)
         .owns_stream(service_events)
-        .with_config(
-            controller::Config::default()
-                .debounce(DEBOUNCE)
-                .concurrency(concurrency),
-        )
+        // No debounce: kube's is trailing-edge, so a cluster whose objects change more often
+        // than its period (pods starting by the hundred, a busy autoscaler) would never be
+        // reconciled while that lasts. Events that arrive while a cluster's pass runs are
+        // coalesced into one more pass anyway, so creating 50 workers still costs a few.
+        .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller

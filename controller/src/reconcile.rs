@@ -6,7 +6,7 @@
 //! from that LIST and its own writes' answers rather than listing again.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,8 @@ use crate::{autoscaler, cleanup, gcs_ft};
 /// Creates and deletes in flight per pass: enough to build a large cluster in seconds without
 /// flooding the API server.
 const WRITES_IN_FLIGHT: usize = 16;
+/// A 409 means the cache is behind by a write or so: the watch catches up within moments.
+const CONFLICT_RETRY: Duration = Duration::from_millis(500);
 /// Requeue after a pass that created or deleted pods.
 const REQUEUE_BUSY: Duration = Duration::from_secs(2);
 /// Requeue of a cluster whose pods are still starting.
@@ -59,7 +61,20 @@ pub struct Context {
     warned: Mutex<HashSet<(String, i64)>>,
     /// The Services labelled `ray.io/cluster`, one cache per watched scope.
     services: Vec<Store<Service>>,
+    /// Statuses written that the RayCluster cache may not show yet, by uid: the
+    /// resourceVersion the write was made against, the status, and when.
+    written: Mutex<HashMap<String, WrittenStatus>>,
 }
+
+struct WrittenStatus {
+    over: Option<String>,
+    status: RayClusterStatus,
+    at: Instant,
+}
+
+/// How long a written status is remembered for a cluster whose cache never moves on (it was
+/// deleted): the watch shows a write far sooner.
+const WRITTEN_STATUS_TTL: Duration = Duration::from_secs(60);
 
 impl Context {
     pub fn new(
@@ -76,7 +91,40 @@ impl Context {
             metrics,
             warned: Mutex::new(HashSet::new()),
             services,
+            written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The status this controller last wrote for `cluster`, if the cached object predates
+    /// that write: a pass woken by the pods the previous pass created often comes before the
+    /// watch shows that pass's status, and would otherwise write the same status again.
+    fn unseen_status(&self, cluster: &RayCluster) -> Option<RayClusterStatus> {
+        let uid = cluster.uid()?;
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match written.get(&uid) {
+            Some(entry) if entry.over == cluster.metadata.resource_version => {
+                Some(entry.status.clone())
+            }
+            Some(_) => {
+                written.remove(&uid);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_status(&self, cluster: &RayCluster, status: &RayClusterStatus) {
+        let Some(uid) = cluster.uid() else { return };
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.retain(|_, entry| entry.at.elapsed() < WRITTEN_STATUS_TTL);
+        written.insert(
+            uid,
+            WrittenStatus {
+                over: cluster.metadata.resource_version.clone(),
+                status: status.clone(),
+                at: Instant::now(),
+            },
+        );
     }
 
     /// What the Service caches know of `namespace/name`: `Some(None)` when every cache has
@@ -124,6 +172,15 @@ pub async fn reconcile(cluster: Arc<RayCluster>, ctx: Arc<Context>) -> Result<Ac
 }
 
 pub fn error_policy(cluster: Arc<RayCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        tracing::debug!(
+            namespace = cluster.namespace().unwrap_or_default(),
+            name = cluster.name_any(),
+            %error,
+            "write conflict; retrying with the newer object"
+        );
+        return Action::requeue(CONFLICT_RETRY);
+    }
     tracing::warn!(
         namespace = cluster.namespace().unwrap_or_default(),
         name = cluster.name_any(),
@@ -164,9 +221,12 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
         // Children go with the cluster through their owner references.
         return Ok(Action::await_change());
     }
-    let Some(normalized) = normalized else {
+    let Some(mut normalized) = normalized else {
         return Ok(Action::await_change());
     };
+    if let Some(latest) = ctx.unseen_status(&normalized) {
+        normalized.to_mut().status = Some(latest);
+    }
     let cluster: &RayCluster = &normalized;
     if gcs_ft::wants_finalizer(cluster) && !gcs_ft::has_finalizer(cluster) {
         cleanup::add_finalizer(ctx, cluster).await?;
@@ -976,6 +1036,7 @@ async fn write_status(
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(to_error)?;
+    ctx.remember_status(cluster, status);
     tracing::debug!(state = ?status.state, "status written");
     Ok(())
 }

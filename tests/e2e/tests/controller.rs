@@ -13,7 +13,7 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
-use raygate_e2e::control_plane::sample_value;
+use raygate_e2e::control_plane::{api_server_metrics, sample_value};
 use raygate_e2e::kubelet::{mark_all_ready, mark_failed};
 use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::stall_proxy::StallProxy;
@@ -1541,6 +1541,128 @@ async fn a_redis_cleanup_waits_for_the_head_to_stop_and_ends_when_its_job_comple
             .any(|(_, r, _)| r == "ForceDeletedStuckCluster"),
         "{events:?}"
     );
+}
+
+/// PATCHes of RayClusters the API server answered 409 Conflict so far.
+async fn raycluster_patch_conflicts(client: &Client) -> f64 {
+    let metrics = api_server_metrics(client)
+        .await
+        .expect("API server metrics");
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("apiserver_request_total{")
+                && line.contains("code=\"409\"")
+                && line.contains("resource=\"rayclusters\"")
+                && line.contains("verb=\"PATCH\"")
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// 409 Conflict: the controller takes its Redis-cleanup finalizer off with a patch made
+/// against its cached RayCluster, resourceVersion included, so it can never overwrite a
+/// change it has not seen. Four writers keep changing the RayCluster meanwhile; the API
+/// server answers 409 (as its own metrics count), and the controller retries with the newer
+/// object until the finalizer comes off and the cluster goes, with no warning for it. The
+/// writers also wake the cluster without pause: passes must still run while they do. (Should
+/// a run see no conflict at all, the controller having won every race, it runs again.)
+#[tokio::test(flavor = "multi_thread")]
+async fn finalizer_patches_that_meet_409_conflicts_are_retried_until_they_land() {
+    let env = start(true).await;
+    let clusters: Api<RayCluster> = Api::namespaced(env.client.clone(), NS);
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.client.clone(), NS);
+    for attempt in 0..3 {
+        let name = format!("conflicted-{attempt}");
+        env.apply(&redis_sample(600).replacen(
+            &format!("  name: {CLUSTER}\n"),
+            &format!("  name: {name}\n"),
+            1,
+        ));
+        wait_until("the finalizer", TIMEOUT, || async {
+            let cluster = clusters.get(&name).await.expect("get");
+            (!cluster.finalizers().is_empty()).then_some(())
+        })
+        .await;
+        env.kubectl_ok(&["delete", "raycluster", &name, "--wait=false"], None);
+        let job_name = format!("{name}-redis-cleanup");
+        wait_until("the cleanup Job", TIMEOUT, || async {
+            jobs.get_opt(&job_name).await.expect("get job")
+        })
+        .await;
+
+        let before = raycluster_patch_conflicts(&env.client).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let (clusters, name, stop) = (clusters.clone(), name.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n += 1;
+                        let note = json!({"metadata": {"annotations": {
+                            format!("raygate.test/writer-{writer}"): n.to_string()
+                        }}});
+                        // Gone (404) ends the writer too.
+                        if clusters
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&note))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        // No Job controller runs here: play it, reporting the cleanup done.
+        let now = "2026-01-01T00:00:00Z";
+        let done = json!({"status": {
+            "startTime": now,
+            "completionTime": now,
+            "succeeded": 1,
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                {"type": "Complete", "status": "True", "lastTransitionTime": now},
+            ],
+        }});
+        jobs.patch_status(&job_name, &PatchParams::default(), &Patch::Merge(&done))
+            .await
+            .expect("mark the Job complete");
+        let conflicted = wait_until("a conflict, or the cluster gone", TIMEOUT, || async {
+            if raycluster_patch_conflicts(&env.client).await > before {
+                return Some(true);
+            }
+            let gone = clusters.get_opt(&name).await.expect("get").is_none();
+            gone.then_some(false)
+        })
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for writer in writers {
+            writer.await.expect("writer task");
+        }
+        wait_until("the RayCluster gone", TIMEOUT, || async {
+            let gone = clusters.get_opt(&name).await.expect("get").is_none();
+            gone.then_some(())
+        })
+        .await;
+        if conflicted {
+            let warnings = env.kubectl_ok(
+                &[
+                    "get",
+                    "events",
+                    "--field-selector=reason=FailedToUpdateFinalizers",
+                    "-o",
+                    "name",
+                ],
+                None,
+            );
+            assert!(warnings.trim().is_empty(), "{warnings}");
+            return;
+        }
+        eprintln!("attempt {attempt}: the controller met no conflict; again");
+    }
+    panic!("three runs and the API server never answered a finalizer patch with 409");
 }
 
 #[tokio::test(flavor = "multi_thread")]
