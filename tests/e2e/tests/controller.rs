@@ -590,14 +590,27 @@ async fn lost_pods_are_replaced_and_a_pod_the_cluster_does_not_own_is_never_touc
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}
     }))
     .expect("pod");
-    env.pods_api()
+    let intruder = env
+        .pods_api()
         .create(&PostParams::default(), &intruder)
         .await
         .expect("create the intruder");
 
     env.apply(&sample());
-    let (_, workers) = env.wait_for_pods(1, 1).await;
+    let (heads, workers) = env.wait_for_pods(1, 1).await;
     let first = workers[0].name_any();
+
+    // The head too: a lost head comes back (a new pod, the same role).
+    env.pods_api()
+        .delete(&heads[0].name_any(), &DeleteParams::default())
+        .await
+        .expect("delete the head");
+    let (new_heads, _) = wait_until("the head replaced", TIMEOUT, || async {
+        let (heads_now, workers_now) = env.wait_for_pods(1, 1).await;
+        (heads_now[0].name_any() != heads[0].name_any()).then_some((heads_now, workers_now))
+    })
+    .await;
+    assert_eq!(new_heads.len(), 1);
 
     env.pods_api()
         .delete(&first, &DeleteParams::default())
@@ -622,10 +635,16 @@ async fn lost_pods_are_replaced_and_a_pod_the_cluster_does_not_own_is_never_touc
     env.wait_for_pods(0, 0).await;
     env.wait_for_state("suspended").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    env.pods_api()
+    let after = env
+        .pods_api()
         .get("intruder")
         .await
         .expect("the unowned pod must survive");
+    assert_eq!(
+        after.metadata.resource_version, intruder.metadata.resource_version,
+        "the unowned pod was modified"
+    );
+    assert!(after.metadata.deletion_timestamp.is_none());
 }
 
 /// A Service the user made, already holding the head Service's name: the controller says so

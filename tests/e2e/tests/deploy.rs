@@ -1046,7 +1046,7 @@ fn a_status_write_the_rbac_forbids_is_reported_as_a_warning_event() {
 
     let kubeconfig =
         kubeconfig_as(&cp, RELEASE_NAMESPACE, "raygate-controller").expect("kubeconfig");
-    let _controller = Controller::start_as(&kubeconfig, &[]).expect("the controller starts");
+    let controller = Controller::start_as(&kubeconfig, &[]).expect("the controller starts");
     let sample = sample_text("ray-cluster.sample.yaml").expect("sample");
     kubectl_ok(&cp, &["apply", "-n", "team-a", "-f", "-"], Some(&sample));
     eventually_contains(
@@ -1078,6 +1078,13 @@ fn a_status_write_the_rbac_forbids_is_reported_as_a_warning_event() {
     );
     assert!(events.contains("forbidden"), "{events}");
     assert!(events.contains("raycluster-kuberay"), "{events}");
+    let metrics = controller.metrics().expect("metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with(
+            "raygate_controller_reconcile_errors_total{kind=\"RayCluster\",error=\"PatchStatus\"}"
+        )),
+        "{metrics}"
+    );
 
     apply_chart_rbac(&cp, &rendered);
     eventually_contains(
