@@ -1740,6 +1740,47 @@ async fn multi_host_replicas_come_and_go_whole_with_a_headless_service() {
         .filter_map(|w| label(w, "ray.io/worker-group-replica-name"))
         .collect();
     assert_eq!(names.len(), 2);
+
+    // Scaling down takes a whole replica: both its hosts go, the other stays whole.
+    env.patch(json!([{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 1}]));
+    let workers = wait_until("one replica left", TIMEOUT, || async {
+        let workers = env.owned_workers().await;
+        (workers.len() == 2).then_some(workers)
+    })
+    .await;
+    let left: BTreeSet<String> = replica_names(&workers);
+    assert_eq!(left.len(), 1, "a replica split: {workers:?}");
+    assert!(left.iter().all(|n| names.contains(n.as_str())), "{left:?}");
+
+    // workersToDelete naming one host removes its whole replica; the group, still at one
+    // replica, gets a new complete one.
+    let victim = workers[0].name_any();
+    let victim_replica = left.iter().next().expect("a replica").clone();
+    env.patch(json!([{
+        "op": "add",
+        "path": "/spec/workerGroupSpecs/0/scaleStrategy",
+        "value": {"workersToDelete": [victim]},
+    }]));
+    let workers = wait_until("a new whole replica", TIMEOUT, || async {
+        let workers = env.owned_workers().await;
+        let replicas = replica_names(&workers);
+        (workers.len() == 2 && replicas.len() == 1 && !replicas.contains(&victim_replica))
+            .then_some(workers)
+    })
+    .await;
+    let hosts: BTreeSet<&str> = workers
+        .iter()
+        .filter_map(|w| label(w, "ray.io/replica-host-index"))
+        .collect();
+    assert_eq!(hosts, BTreeSet::from(["0", "1"]));
+}
+
+fn replica_names(workers: &[Pod]) -> BTreeSet<String> {
+    workers
+        .iter()
+        .filter_map(|w| label(w, "ray.io/worker-group-replica-name"))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
