@@ -44,6 +44,8 @@ use crate::{autoscaler, cleanup, gcs_ft};
 const WRITES_IN_FLIGHT: usize = 16;
 /// A 409 means the cache is behind by a write or so: the watch catches up within moments.
 const CONFLICT_RETRY: Duration = Duration::from_millis(500);
+/// How long the Warning event of a failed pass may take to write.
+const FAILURE_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requeue after a pass that created or deleted pods.
 const REQUEUE_BUSY: Duration = Duration::from_secs(2);
 /// Requeue of a cluster whose pods are still starting.
@@ -61,15 +63,52 @@ pub struct Context {
     warned: Mutex<HashSet<(String, i64)>>,
     /// The Services labelled `ray.io/cluster`, one cache per watched scope.
     services: Vec<Store<Service>>,
-    /// Statuses written that the RayCluster cache may not show yet, by uid: the
-    /// resourceVersion the write was made against, the status, and when.
-    written: Mutex<HashMap<String, WrittenStatus>>,
+    written: WrittenStatuses,
 }
 
+/// Statuses this controller wrote that the RayCluster cache may not show yet, by uid: a pass
+/// woken by the pods the previous pass created often comes before the watch shows that
+/// pass's status, and would otherwise write the same status again.
+#[derive(Default)]
+struct WrittenStatuses(Mutex<HashMap<String, WrittenStatus>>);
+
 struct WrittenStatus {
+    /// The resourceVersion the write was made against.
     over: Option<String>,
     status: RayClusterStatus,
     at: Instant,
+}
+
+impl WrittenStatuses {
+    /// The status last written for `cluster`, if the cached object predates that write.
+    fn unseen(&self, cluster: &RayCluster) -> Option<RayClusterStatus> {
+        let uid = cluster.uid()?;
+        let mut written = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match written.get(&uid) {
+            Some(entry) if entry.over == cluster.metadata.resource_version => {
+                Some(entry.status.clone())
+            }
+            Some(_) => {
+                written.remove(&uid);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, cluster: &RayCluster, status: &RayClusterStatus) {
+        let Some(uid) = cluster.uid() else { return };
+        let mut written = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        written.retain(|_, entry| entry.at.elapsed() < WRITTEN_STATUS_TTL);
+        written.insert(
+            uid,
+            WrittenStatus {
+                over: cluster.metadata.resource_version.clone(),
+                status: status.clone(),
+                at: Instant::now(),
+            },
+        );
+    }
 }
 
 /// How long a written status is remembered for a cluster whose cache never moves on (it was
@@ -91,40 +130,8 @@ impl Context {
             metrics,
             warned: Mutex::new(HashSet::new()),
             services,
-            written: Mutex::new(HashMap::new()),
+            written: WrittenStatuses::default(),
         }
-    }
-
-    /// The status this controller last wrote for `cluster`, if the cached object predates
-    /// that write: a pass woken by the pods the previous pass created often comes before the
-    /// watch shows that pass's status, and would otherwise write the same status again.
-    fn unseen_status(&self, cluster: &RayCluster) -> Option<RayClusterStatus> {
-        let uid = cluster.uid()?;
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        match written.get(&uid) {
-            Some(entry) if entry.over == cluster.metadata.resource_version => {
-                Some(entry.status.clone())
-            }
-            Some(_) => {
-                written.remove(&uid);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn remember_status(&self, cluster: &RayCluster, status: &RayClusterStatus) {
-        let Some(uid) = cluster.uid() else { return };
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        written.retain(|_, entry| entry.at.elapsed() < WRITTEN_STATUS_TTL);
-        written.insert(
-            uid,
-            WrittenStatus {
-                over: cluster.metadata.resource_version.clone(),
-                status: status.clone(),
-                at: Instant::now(),
-            },
-        );
     }
 
     /// What the Service caches know of `namespace/name`: `Some(None)` when every cache has
@@ -188,13 +195,20 @@ pub fn error_policy(cluster: Arc<RayCluster>, error: &Error, ctx: Arc<Context>) 
         "reconcile failed; retrying"
     );
     // So `kubectl describe` shows why the cluster is stuck. The recorder folds the same
-    // failure on every retry into one event with a growing count.
+    // failure on every retry into one event with a growing count. Bounded: against an API
+    // server that hangs, these would otherwise pile up, one per failed pass.
     if let Some(reason) = error.event_reason() {
         let message = format!("{error}; retrying");
         tokio::spawn(async move {
-            ctx.events
-                .warning(cluster.as_ref(), reason, "Reconcile", message)
-                .await;
+            let write = ctx
+                .events
+                .warning(cluster.as_ref(), reason, "Reconcile", message);
+            if tokio::time::timeout(FAILURE_EVENT_TIMEOUT, write)
+                .await
+                .is_err()
+            {
+                tracing::warn!(reason, "the failure event could not be written in time");
+            }
         });
     }
     Action::requeue(Duration::from_secs(5))
@@ -224,7 +238,7 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     let Some(mut normalized) = normalized else {
         return Ok(Action::await_change());
     };
-    if let Some(latest) = ctx.unseen_status(&normalized) {
+    if let Some(latest) = ctx.written.unseen(&normalized) {
         normalized.to_mut().status = Some(latest);
     }
     let cluster: &RayCluster = &normalized;
@@ -274,7 +288,7 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
                 now: now.clone(),
             },
         );
-        write_status(ctx, cluster, &before).await?;
+        write_status(ctx, cluster, stored_status.as_ref(), &before).await?;
         stored_status = Some(before);
     }
     // Before pods are created: they read their Ray auth token from it (create-only, so a
@@ -318,7 +332,7 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
     );
     let status_changed = status::changed(stored_status.as_ref(), &new_status);
     if status_changed {
-        write_status(ctx, cluster, &new_status).await?;
+        write_status(ctx, cluster, stored_status.as_ref(), &new_status).await?;
         observe_provisioning(ctx, cluster, &new_status);
     }
 
@@ -554,9 +568,6 @@ async fn ensure_autoscaler_rbac(
     Ok(())
 }
 
-/// Pods labelled for the cluster **and** owned by it (controller reference with its uid),
-/// not already terminating. A pod that only carries the label is someone else's: it is
-/// neither counted nor ever deleted.
 /// The pods a cluster owns, as one LIST saw them.
 pub(crate) struct OwnedPods {
     /// Not terminating: the pods the cluster counts and acts on.
@@ -573,6 +584,9 @@ impl OwnedPods {
     }
 }
 
+/// Pods labelled for the cluster **and** owned by it (controller reference with its uid),
+/// live and terminating apart. A pod that only carries the label is someone else's: it is
+/// neither counted nor ever deleted.
 pub(crate) async fn list_owned_pods(
     api: &Api<Pod>,
     cluster: &RayCluster,
@@ -1017,9 +1031,11 @@ pub fn merge_patch(old: &Value, new: &Value) -> Value {
     }
 }
 
+/// Writes `status` as a merge patch over `stored`, the status as last known to be stored.
 async fn write_status(
     ctx: &Context,
     cluster: &RayCluster,
+    stored: Option<&RayClusterStatus>,
     status: &RayClusterStatus,
 ) -> Result<(), Error> {
     let name = cluster.name_any();
@@ -1027,7 +1043,7 @@ async fn write_status(
         cluster: name.clone(),
         source,
     };
-    let old = serde_json::to_value(cluster.status.clone().unwrap_or_default())
+    let old = serde_json::to_value(stored.cloned().unwrap_or_default())
         .unwrap_or(Value::Object(Default::default()));
     let new = serde_json::to_value(status).unwrap_or(Value::Object(Default::default()));
     let patch = serde_json::json!({ "status": merge_patch(&old, &new) });
@@ -1036,7 +1052,7 @@ async fn write_status(
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(to_error)?;
-    ctx.remember_status(cluster, status);
+    ctx.written.remember(cluster, status);
     tracing::debug!(state = ?status.state, "status written");
     Ok(())
 }
@@ -1068,5 +1084,33 @@ mod tests {
             merge_patch(&old, &new),
             json!({"head": {"podIP": null, "podName": "h2"}, "reason": null})
         );
+    }
+
+    fn cluster_at(resource_version: &str) -> RayCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {"name": "c", "namespace": "n", "uid": "u1", "resourceVersion": resource_version},
+            "spec": {"headGroupSpec": {"template": {"spec": {"containers": []}}}},
+        }))
+        .expect("a RayCluster")
+    }
+
+    #[test]
+    fn a_written_status_stands_in_until_the_cache_shows_a_newer_object() {
+        let written = WrittenStatuses::default();
+        let status = RayClusterStatus {
+            state: Some("ready".into()),
+            ..RayClusterStatus::default()
+        };
+        let before = cluster_at("10");
+        assert_eq!(written.unseen(&before), None);
+        written.remember(&before, &status);
+        // The cache still shows the object the write was made against.
+        assert_eq!(written.unseen(&before), Some(status.clone()));
+        assert_eq!(written.unseen(&before), Some(status));
+        // Once it shows a newer one, the cache is the truth again, and the entry is gone.
+        assert_eq!(written.unseen(&cluster_at("11")), None);
+        assert_eq!(written.unseen(&before), None);
     }
 }

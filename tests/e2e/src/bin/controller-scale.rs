@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
@@ -332,6 +332,12 @@ async fn unadmitted_creates(
         "  CPU: {}",
         cpu_used(&cpu_at_start, &cpu_by_process(processes))
     );
+    // Gone again (nothing holds them: no webhook stamped them, no finalizer), so the later
+    // phases meet the same store as in the bench's earlier rows.
+    let api: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .context("deleting the unadmitted RayClusters")?;
     Ok(())
 }
 
