@@ -346,8 +346,9 @@ fn cluster_controller(
         .owns_stream(service_events)
         // No debounce: kube's is trailing-edge, so a cluster whose objects change more often
         // than its period (pods starting by the hundred, a busy autoscaler) would never be
-        // reconciled while that lasts. Events that arrive while a cluster's pass runs are
-        // coalesced into one more pass anyway, so creating 50 workers still costs a few.
+        // reconciled while that lasts. Passes are spaced instead (`MIN_PASS_GAP` in
+        // reconcile.rs), and events that arrive while a cluster's pass runs are coalesced into
+        // one more pass, so creating 50 workers still costs a few.
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();

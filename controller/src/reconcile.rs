@@ -64,7 +64,46 @@ pub struct Context {
     /// The Services labelled `ray.io/cluster`, one cache per watched scope.
     services: Vec<Store<Service>>,
     written: WrittenStatuses,
+    passes: PassTimes,
 }
+
+/// The least time from the end of one pass of a cluster to the start of the next. Changes
+/// that come sooner are taken up together when it has passed: a cluster whose pods change
+/// without pause (hundreds starting, a busy autoscaler) gets four passes a second, not one
+/// after another, each with its pod LIST.
+const MIN_PASS_GAP: Duration = Duration::from_millis(250);
+
+/// When each cluster's last pass ended, by uid.
+struct PassTimes(Mutex<(HashMap<String, Instant>, Instant)>);
+
+impl Default for PassTimes {
+    fn default() -> Self {
+        Self(Mutex::new((HashMap::new(), Instant::now())))
+    }
+}
+
+impl PassTimes {
+    /// How long until the cluster may have its next pass; `None`: now.
+    fn too_soon(&self, uid: &str) -> Option<Duration> {
+        let times = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let since = times.0.get(uid)?.elapsed();
+        MIN_PASS_GAP.checked_sub(since).filter(|wait| !wait.is_zero())
+    }
+
+    fn ended(&self, uid: String) {
+        let mut times = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (ends, pruned) = &mut *times;
+        ends.insert(uid, Instant::now());
+        // Entries older than the gap say nothing; dropping them now and then keeps this to
+        // the clusters of the last few seconds.
+        if pruned.elapsed() > PRUNE_PASS_TIMES {
+            ends.retain(|_, end| end.elapsed() < MIN_PASS_GAP);
+            *pruned = Instant::now();
+        }
+    }
+}
+
+const PRUNE_PASS_TIMES: Duration = Duration::from_secs(10);
 
 /// Statuses this controller wrote that the RayCluster cache may not show yet, by uid: a pass
 /// woken by the pods the previous pass created often comes before the watch shows that
@@ -131,6 +170,7 @@ impl Context {
             warned: Mutex::new(HashSet::new()),
             services,
             written: WrittenStatuses::default(),
+            passes: PassTimes::default(),
         }
     }
 
@@ -168,8 +208,13 @@ impl Context {
 }
 
 pub async fn reconcile(cluster: Arc<RayCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let uid = cluster.uid().unwrap_or_default();
+    if let Some(wait) = ctx.passes.too_soon(&uid) {
+        return Ok(Action::requeue(wait));
+    }
     let started = Instant::now();
     let result = reconcile_cluster(&cluster, &ctx).await;
+    ctx.passes.ended(uid);
     ctx.metrics.reconciled(
         "RayCluster",
         started.elapsed(),
@@ -1094,6 +1139,18 @@ mod tests {
             "spec": {"headGroupSpec": {"template": {"spec": {"containers": []}}}},
         }))
         .expect("a RayCluster")
+    }
+
+    #[test]
+    fn a_pass_comes_no_sooner_than_the_gap_after_the_last() {
+        let passes = PassTimes::default();
+        assert_eq!(passes.too_soon("u1"), None, "a first pass runs at once");
+        passes.ended("u1".into());
+        let wait = passes.too_soon("u1").expect("too soon");
+        assert!(wait <= MIN_PASS_GAP && !wait.is_zero(), "{wait:?}");
+        assert_eq!(passes.too_soon("u2"), None, "other clusters are not held");
+        std::thread::sleep(MIN_PASS_GAP);
+        assert_eq!(passes.too_soon("u1"), None);
     }
 
     #[test]
