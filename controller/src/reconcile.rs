@@ -87,7 +87,9 @@ impl PassTimes {
     fn too_soon(&self, uid: &str) -> Option<Duration> {
         let times = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let since = times.0.get(uid)?.elapsed();
-        MIN_PASS_GAP.checked_sub(since).filter(|wait| !wait.is_zero())
+        MIN_PASS_GAP
+            .checked_sub(since)
+            .filter(|wait| !wait.is_zero())
     }
 
     fn ended(&self, uid: String) {
