@@ -362,6 +362,17 @@ spec:
         Time(Timestamp::from_second(seconds).expect("time"))
     }
 
+    /// What a pass saw at `seconds`, with no head Service and no failure.
+    fn seen(pods: &[Pod], terminating: usize, seconds: i64) -> Observed<'_> {
+        Observed {
+            pods,
+            terminating,
+            head_service: None,
+            failure: None,
+            now: now(seconds),
+        }
+    }
+
     fn condition<'s>(status: &'s RayClusterStatus, type_: &str) -> &'s Condition {
         status
             .conditions
@@ -413,31 +424,13 @@ spec:
             pod("h", "head", true, "127.0.0.2"),
             pod("w1", "worker", false, "127.0.0.3"),
         ];
-        let first = compute(
-            &cluster,
-            &Observed {
-                pods: &pods,
-                terminating: 0,
-                head_service: None,
-                failure: None,
-                now: now(100),
-            },
-        );
+        let first = compute(&cluster, &seen(&pods, 0, 100));
         assert_eq!(first.state, None);
         assert_eq!(first.available_worker_replicas, Some(1));
         assert_eq!(first.ready_worker_replicas, Some(0));
         assert_eq!(condition(&first, PROVISIONED).status, "False");
         cluster.status = Some(first.clone());
-        let second = compute(
-            &cluster,
-            &Observed {
-                pods: &pods,
-                terminating: 0,
-                head_service: None,
-                failure: None,
-                now: now(200),
-            },
-        );
+        let second = compute(&cluster, &seen(&pods, 0, 200));
         assert!(!changed(Some(&first), &second), "{second:?}");
     }
 
@@ -445,28 +438,10 @@ spec:
     fn suspend_goes_through_suspending_to_suspended() {
         let mut cluster = cluster(1, true);
         let pods = [pod("h", "head", true, "127.0.0.2")];
-        let during = compute(
-            &cluster,
-            &Observed {
-                pods: &pods,
-                terminating: 0,
-                head_service: None,
-                failure: None,
-                now: now(1),
-            },
-        );
+        let during = compute(&cluster, &seen(&pods, 0, 1));
         assert_eq!(condition(&during, SUSPENDING).status, "True");
         cluster.status = Some(during);
-        let after = compute(
-            &cluster,
-            &Observed {
-                pods: &[],
-                terminating: 0,
-                head_service: None,
-                failure: None,
-                now: now(2),
-            },
-        );
+        let after = compute(&cluster, &seen(&[], 0, 2));
         assert_eq!(after.state.as_deref(), Some(STATE_SUSPENDED));
         assert_eq!(condition(&after, SUSPENDING).status, "False");
         assert_eq!(condition(&after, SUSPENDED).status, "True");
@@ -476,16 +451,7 @@ spec:
     #[test]
     fn a_suspend_is_not_done_while_a_deleted_pod_still_stops() {
         let mut cluster = cluster(1, true);
-        let stopping = compute(
-            &cluster,
-            &Observed {
-                pods: &[],
-                terminating: 1,
-                head_service: None,
-                failure: None,
-                now: now(1),
-            },
-        );
+        let stopping = compute(&cluster, &seen(&[], 1, 1));
         assert_eq!(condition(&stopping, SUSPENDING).status, "True");
         assert!(
             stopping
@@ -497,16 +463,7 @@ spec:
         );
         assert_ne!(stopping.state.as_deref(), Some(STATE_SUSPENDED));
         cluster.status = Some(stopping);
-        let gone = compute(
-            &cluster,
-            &Observed {
-                pods: &[],
-                terminating: 0,
-                head_service: None,
-                failure: None,
-                now: now(2),
-            },
-        );
+        let gone = compute(&cluster, &seen(&[], 0, 2));
         assert_eq!(gone.state.as_deref(), Some(STATE_SUSPENDED));
         assert_eq!(condition(&gone, SUSPENDING).status, "False");
         assert_eq!(condition(&gone, SUSPENDED).status, "True");
@@ -535,16 +492,7 @@ spec:
         );
         cluster.status = Some(failed);
         let pods = [pod("h", "head", true, "127.0.0.2")];
-        let fine = compute(
-            &cluster,
-            &Observed {
-                pods: &pods,
-                terminating: 0,
-                head_service: None,
-                failure: None,
-                now: now(2),
-            },
-        );
+        let fine = compute(&cluster, &seen(&pods, 0, 2));
         assert!(
             fine.conditions
                 .iter()

@@ -71,3 +71,26 @@ pub async fn mark_failed(pods: &Api<Pod>, name: &str) -> Result<()> {
         .with_context(|| format!("marking pod {name} failed"))?;
     Ok(())
 }
+
+/// The finalizer [`hold_deletion`] puts on a pod.
+const STILL_STOPPING: &str = "raygate.test/still-stopping";
+
+/// Keeps a pod terminating once deleted, as a kubelet still stopping its containers would:
+/// a finalizer the API server waits for.
+pub async fn hold_deletion(pods: &Api<Pod>, name: &str) -> Result<()> {
+    let hold = json!({"metadata": {"finalizers": [STILL_STOPPING]}});
+    pods.patch(name, &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .with_context(|| format!("holding pod {name}"))?;
+    Ok(())
+}
+
+/// Lets a pod held by [`hold_deletion`] go: its containers have stopped.
+pub async fn finish_deletion(pods: &Api<Pod>, name: &str) -> Result<()> {
+    let release = json!([{"op": "remove", "path": "/metadata/finalizers"}]);
+    let release = Patch::Json::<()>(serde_json::from_value(release).context("a JSON patch")?);
+    pods.patch(name, &PatchParams::default(), &release)
+        .await
+        .with_context(|| format!("releasing pod {name}"))?;
+    Ok(())
+}

@@ -7,6 +7,7 @@ pub mod crd_dir;
 pub mod gateway_api;
 pub mod hello_serve;
 pub mod helm;
+pub mod job_controller;
 pub mod kubelet;
 pub mod kuberay_samples;
 pub mod listeners;

@@ -14,7 +14,8 @@ use kube::api::{
 use kube::{Api, Client, ResourceExt};
 use raygate_api::RayCluster;
 use raygate_e2e::control_plane::{api_server_metrics, sample_value};
-use raygate_e2e::kubelet::{mark_all_ready, mark_failed};
+use raygate_e2e::job_controller;
+use raygate_e2e::kubelet::{finish_deletion, hold_deletion, mark_all_ready, mark_failed};
 use raygate_e2e::kuberay_samples::sample_text;
 use raygate_e2e::stall_proxy::StallProxy;
 use raygate_e2e::wait::wait_until;
@@ -125,6 +126,27 @@ impl Env {
             },
         )
         .await
+    }
+
+    /// Waits until the cluster's only pod left is `pod`, deleted but still terminating (held
+    /// by [`hold_deletion`]).
+    async fn wait_until_only_terminating(&self, pod: &str) {
+        wait_until(
+            &format!("only {pod} left, terminating"),
+            TIMEOUT,
+            || async {
+                let list = self
+                    .pods_api()
+                    .list(&ListParams::default().labels(&format!("ray.io/cluster={CLUSTER}")))
+                    .await
+                    .expect("list pods");
+                let only_it = list.items.len() == 1
+                    && list.items[0].name_any() == pod
+                    && list.items[0].metadata.deletion_timestamp.is_some();
+                only_it.then_some(())
+            },
+        )
+        .await;
     }
 
     /// A ResourceQuota admitting at most `pods` pods in the namespace.
@@ -754,9 +776,7 @@ async fn suspend_and_resume() {
     env.mark_ready().await;
     let ready = env.wait_for_state("ready").await;
     let worker = workers[0].name_any();
-    let hold = json!({"metadata": {"finalizers": ["raygate.test/still-stopping"]}});
-    env.pods_api()
-        .patch(&worker, &PatchParams::default(), &Patch::Merge(&hold))
+    hold_deletion(&env.pods_api(), &worker)
         .await
         .expect("hold the worker");
 
@@ -814,22 +834,7 @@ async fn suspend_and_resume() {
     });
 
     env.patch(json!([{"op": "add", "path": "/spec/suspend", "value": true}]));
-    wait_until(
-        "the head gone and the worker terminating",
-        TIMEOUT,
-        || async {
-            let list = env
-                .pods_api()
-                .list(&ListParams::default().labels(&format!("ray.io/cluster={CLUSTER}")))
-                .await
-                .expect("list pods");
-            let only_worker_left = list.items.len() == 1
-                && list.items[0].name_any() == worker
-                && list.items[0].metadata.deletion_timestamp.is_some();
-            only_worker_left.then_some(())
-        },
-    )
-    .await;
+    env.wait_until_only_terminating(&worker).await;
     // Passes keep running (the deletions wake it, a pass that wrote looks again in 2 s); none
     // may call the cluster suspended while a pod still stops.
     let until = Instant::now() + Duration::from_secs(4);
@@ -852,13 +857,7 @@ async fn suspend_and_resume() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    let release = json!([{"op": "remove", "path": "/metadata/finalizers"}]);
-    env.pods_api()
-        .patch(
-            &worker,
-            &PatchParams::default(),
-            &Patch::Json::<()>(serde_json::from_value(release).expect("a JSON patch")),
-        )
+    finish_deletion(&env.pods_api(), &worker)
         .await
         .expect("release the worker");
     env.wait_for_pods(0, 0).await;
@@ -1554,29 +1553,12 @@ async fn a_redis_cleanup_waits_for_the_head_to_stop_and_ends_when_its_job_comple
     env.apply(&redis_sample(600));
     let (heads, _) = env.wait_for_pods(1, 1).await;
     let head = heads[0].name_any();
-    let hold = json!({"metadata": {"finalizers": ["raygate.test/still-stopping"]}});
-    env.pods_api()
-        .patch(&head, &PatchParams::default(), &Patch::Merge(&hold))
+    hold_deletion(&env.pods_api(), &head)
         .await
         .expect("hold the head");
 
     env.kubectl_ok(&["delete", "raycluster", CLUSTER, "--wait=false"], None);
-    wait_until(
-        "the worker gone and the head terminating",
-        TIMEOUT,
-        || async {
-            let list = env
-                .pods_api()
-                .list(&ListParams::default().labels(&format!("ray.io/cluster={CLUSTER}")))
-                .await
-                .expect("list pods");
-            let only_head = list.items.len() == 1
-                && list.items[0].name_any() == head
-                && list.items[0].metadata.deletion_timestamp.is_some();
-            only_head.then_some(())
-        },
-    )
-    .await;
+    env.wait_until_only_terminating(&head).await;
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.client.clone(), NS);
     let job_name = "raycluster-kuberay-redis-cleanup";
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1585,31 +1567,14 @@ async fn a_redis_cleanup_waits_for_the_head_to_stop_and_ends_when_its_job_comple
         "the cleanup Job started while the head was still stopping"
     );
 
-    let release = json!([{"op": "remove", "path": "/metadata/finalizers"}]);
-    env.pods_api()
-        .patch(
-            &head,
-            &PatchParams::default(),
-            &Patch::Json::<()>(serde_json::from_value(release).expect("a JSON patch")),
-        )
+    finish_deletion(&env.pods_api(), &head)
         .await
         .expect("release the head");
     wait_until("the cleanup Job", TIMEOUT, || async {
         jobs.get_opt(job_name).await.expect("get job")
     })
     .await;
-    // No Job controller runs here: play it, reporting the Job done.
-    let now = "2026-01-01T00:00:00Z";
-    let done = json!({"status": {
-        "startTime": now,
-        "completionTime": now,
-        "succeeded": 1,
-        "conditions": [
-            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
-            {"type": "Complete", "status": "True", "lastTransitionTime": now},
-        ],
-    }});
-    jobs.patch_status(job_name, &PatchParams::default(), &Patch::Merge(&done))
+    job_controller::mark_complete(&jobs, job_name)
         .await
         .expect("mark the Job complete");
     let clusters: Api<RayCluster> = Api::namespaced(env.client.clone(), NS);
@@ -1701,18 +1666,7 @@ async fn finalizer_patches_that_meet_409_conflicts_are_retried_until_they_land()
                 })
             })
             .collect();
-        // No Job controller runs here: play it, reporting the cleanup done.
-        let now = "2026-01-01T00:00:00Z";
-        let done = json!({"status": {
-            "startTime": now,
-            "completionTime": now,
-            "succeeded": 1,
-            "conditions": [
-                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
-                {"type": "Complete", "status": "True", "lastTransitionTime": now},
-            ],
-        }});
-        jobs.patch_status(&job_name, &PatchParams::default(), &Patch::Merge(&done))
+        job_controller::mark_complete(&jobs, &job_name)
             .await
             .expect("mark the Job complete");
         let conflicted = wait_until("a conflict, or the cluster gone", TIMEOUT, || async {

@@ -15,6 +15,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use raygate_api::{RayCluster, RayJob};
 use raygate_controller::dashboard::{DashboardClient, JobStatus};
+use raygate_e2e::job_controller;
 use raygate_e2e::ray_env::RayEnv;
 use raygate_e2e::wait::wait_until;
 use serde_json::{Value, json};
@@ -411,15 +412,7 @@ async fn k8s_job_mode_submits_through_a_submitter_job() {
     }
 
     // The Job controller's part: the submitter pod succeeded.
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let complete = json!({"status": {
-        "startTime": now, "completionTime": now, "succeeded": 1,
-        "conditions": [
-            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
-            {"type": "Complete", "status": "True", "lastTransitionTime": now},
-        ],
-    }});
-    jobs.patch_status("batch", &PatchParams::default(), &Patch::Merge(&complete))
+    job_controller::mark_complete(&jobs, "batch")
         .await
         .expect("record the submitter's completion");
     let done = env.wait_for_deployment_status("batch", "Complete").await;

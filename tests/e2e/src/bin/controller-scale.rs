@@ -317,6 +317,32 @@ async fn unadmitted_creates(
     plain: Duration,
 ) -> Result<()> {
     let namespace = "unadmitted";
+    timed_creates(
+        client,
+        namespace,
+        processes,
+        plain,
+        "without raygate's webhooks",
+    )
+    .await?;
+    // Gone again (nothing holds them: no webhook stamped them, no finalizer), so the later
+    // phases meet the same store as in the bench's earlier rows.
+    let api: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .context("deleting the unadmitted RayClusters")?;
+    Ok(())
+}
+
+/// Creates the 300 RayClusters `<namespace>-<i>` in a new `namespace` with nothing else
+/// going on, and prints how long that took against the baseline and each process's CPU.
+async fn timed_creates(
+    client: &Client,
+    namespace: &str,
+    processes: &[(&'static str, u32)],
+    plain: Duration,
+    phase: &str,
+) -> Result<()> {
     create_namespace(client, namespace).await?;
     let objects = samples(namespace, namespace)?;
     let cpu_at_start = cpu_by_process(processes);
@@ -324,7 +350,7 @@ async fn unadmitted_creates(
     create_clusters(client, namespace, objects).await?;
     let took = started.elapsed();
     println!(
-        "without raygate's webhooks: {CLUSTERS} RayCluster creates alone in {:.2} s ({:.2} of the baseline)",
+        "{phase}: {CLUSTERS} RayCluster creates alone in {:.2} s ({:.2} of the baseline)",
         took.as_secs_f64(),
         took.as_secs_f64() / plain.as_secs_f64()
     );
@@ -332,12 +358,6 @@ async fn unadmitted_creates(
         "  CPU: {}",
         cpu_used(&cpu_at_start, &cpu_by_process(processes))
     );
-    // Gone again (nothing holds them: no webhook stamped them, no finalizer), so the later
-    // phases meet the same store as in the bench's earlier rows.
-    let api: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
-    api.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .context("deleting the unadmitted RayClusters")?;
     Ok(())
 }
 
@@ -481,21 +501,8 @@ async fn stored_first(
     plain: Duration,
 ) -> Result<()> {
     let namespace = "stored";
-    create_namespace(client, namespace).await?;
-    let objects = samples(namespace, "stored")?;
-    let cpu_at_start = cpu_by_process(processes);
-    let started = Instant::now();
-    create_clusters(client, namespace, objects).await?;
-    let took = started.elapsed();
-    println!(
-        "through raygate's webhooks, no controller watching: {CLUSTERS} RayCluster creates alone in {:.2} s ({:.2} of the baseline)",
-        took.as_secs_f64(),
-        took.as_secs_f64() / plain.as_secs_f64()
-    );
-    println!(
-        "  CPU: {}",
-        cpu_used(&cpu_at_start, &cpu_by_process(processes))
-    );
+    let phase = "through raygate's webhooks, no controller watching";
+    timed_creates(client, namespace, processes, plain, phase).await?;
     let (mut pods_seen, pods_watch) = watch_count::<Pod>(client, namespace);
     let (mut services_seen, services_watch) = watch_count::<Service>(client, namespace);
     tokio::time::sleep(Duration::from_millis(500)).await;
