@@ -10,6 +10,14 @@
 //! 4. The same again with the RayClusters stored before the controller starts, timed from its
 //!    start: materialization alone, without the RayCluster creates and their webhook calls.
 //!
+//! 5. The RayClusters of step 3 get one status write each with no controller running: what
+//!    the status the controller must write costs the API server by itself.
+//!
+//! Last, a floor for a/b on this machine: the CPU the API server, etcd and the webhook spent
+//! on the baseline, on the admitted RayCluster creates and on one status write per cluster,
+//! spread over every core, against the baseline's time. No controller, however cheap, could
+//! do better here: the work is the same and the cores are shared.
+//!
 //! Prints the times, the ratio of 3 to 1 (target ≤ 1.3), the controller's peak RSS (VmHWM,
 //! target ≤ 60 MB) and its CPU seconds; and, to show where the time goes, the CPU seconds etcd,
 //! kube-apiserver, the webhook and the controller used in each phase, and the API server's
@@ -25,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
@@ -308,6 +316,11 @@ fn cpu_used(before: &[(&'static str, f64)], after: &[(&'static str, f64)]) -> St
         .join(", ")
 }
 
+/// CPU seconds all the processes used together between two readings.
+fn cpu_total(before: &[(&'static str, f64)], after: &[(&'static str, f64)]) -> f64 {
+    after.iter().zip(before).map(|((_, a), (_, b))| a - b).sum()
+}
+
 /// The 300 RayCluster creates alone, before raygate's webhooks are registered: the API
 /// server's own cost for them, to set against the same creates through admission (printed
 /// by the controller phase) and the baseline. Nothing watches this namespace.
@@ -315,9 +328,9 @@ async fn unadmitted_creates(
     client: &Client,
     processes: &[(&'static str, u32)],
     plain: Duration,
-) -> Result<()> {
+) -> Result<f64> {
     let namespace = "unadmitted";
-    timed_creates(
+    let cpu = timed_creates(
         client,
         namespace,
         processes,
@@ -331,18 +344,19 @@ async fn unadmitted_creates(
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .context("deleting the unadmitted RayClusters")?;
-    Ok(())
+    Ok(cpu)
 }
 
 /// Creates the 300 RayClusters `<namespace>-<i>` in a new `namespace` with nothing else
 /// going on, and prints how long that took against the baseline and each process's CPU.
+/// Returns the CPU seconds all the processes used for them.
 async fn timed_creates(
     client: &Client,
     namespace: &str,
     processes: &[(&'static str, u32)],
     plain: Duration,
     phase: &str,
-) -> Result<()> {
+) -> Result<f64> {
     create_namespace(client, namespace).await?;
     let objects = samples(namespace, namespace)?;
     let cpu_at_start = cpu_by_process(processes);
@@ -354,11 +368,9 @@ async fn timed_creates(
         took.as_secs_f64(),
         took.as_secs_f64() / plain.as_secs_f64()
     );
-    println!(
-        "  CPU: {}",
-        cpu_used(&cpu_at_start, &cpu_by_process(processes))
-    );
-    Ok(())
+    let cpu_at_end = cpu_by_process(processes);
+    println!("  CPU: {}", cpu_used(&cpu_at_start, &cpu_at_end));
+    Ok(cpu_total(&cpu_at_start, &cpu_at_end))
 }
 
 /// Waits (30 s at most) until the API server calls the webhooks just registered: it learns
@@ -407,11 +419,10 @@ async fn main() -> Result<()> {
         WANT.0,
         plain.as_secs_f64()
     );
-    println!(
-        "  CPU: {}",
-        cpu_used(&cpu_at_start, &cpu_by_process(&processes))
-    );
-    unadmitted_creates(&client, &processes, plain).await?;
+    let cpu_at_end = cpu_by_process(&processes);
+    println!("  CPU: {}", cpu_used(&cpu_at_start, &cpu_at_end));
+    let baseline_cpu = cpu_total(&cpu_at_start, &cpu_at_end);
+    let unadmitted_cpu = unadmitted_creates(&client, &processes, plain).await?;
 
     let webhook = Webhook::start(&cp)?;
     processes.push(("webhook", webhook.pid()));
@@ -488,7 +499,64 @@ async fn main() -> Result<()> {
     }
     drop(controller);
     processes.pop();
-    stored_first(&cp, &client, &processes, plain).await
+    let status_cpu = status_writes(&client, "bench", &processes).await?;
+    let admitted_cpu = stored_first(&cp, &client, &processes, plain).await?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let floor = |creates: f64| (baseline_cpu + creates + status_cpu) / cores / plain.as_secs_f64();
+    println!(
+        "floor for a/b here, whatever the controller: the baseline's {baseline_cpu:.2} CPU-s + \
+         the RayCluster creates' {admitted_cpu:.2} + one status write per cluster {status_cpu:.2}, \
+         on {cores} cores: a/b >= {:.2} (without the webhooks: creates {unadmitted_cpu:.2}, \
+         a/b >= {:.2})",
+        floor(admitted_cpu),
+        floor(unadmitted_cpu)
+    );
+    Ok(())
+}
+
+/// One status write for each RayCluster of `namespace` (a merge patch of `lastUpdateTime`, as
+/// the controller's own writes are merge patches of what changed), 16 at a time, with no
+/// controller running. Returns the CPU seconds the processes used for them.
+async fn status_writes(
+    client: &Client,
+    namespace: &str,
+    processes: &[(&'static str, u32)],
+) -> Result<f64> {
+    let api: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
+    let names: Vec<String> = api
+        .list_metadata(&ListParams::default())
+        .await
+        .context("listing the RayClusters")?
+        .items
+        .into_iter()
+        .filter_map(|cluster| cluster.metadata.name)
+        .collect();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({ "status": { "lastUpdateTime": now } });
+    let cpu_at_start = cpu_by_process(processes);
+    let started = Instant::now();
+    stream::iter(&names)
+        .map(|name| {
+            let (api, patch) = (&api, &patch);
+            async move {
+                api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map(drop)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await
+        .context("the status writes")?;
+    let took = started.elapsed();
+    let cpu_at_end = cpu_by_process(processes);
+    println!(
+        "{} RayCluster status writes alone (no controller): {:.2} s",
+        names.len(),
+        took.as_secs_f64()
+    );
+    println!("  CPU: {}", cpu_used(&cpu_at_start, &cpu_at_end));
+    Ok(cpu_total(&cpu_at_start, &cpu_at_end))
 }
 
 /// The same 300 RayClusters, stored (through the webhook) before a controller watching their
@@ -499,15 +567,24 @@ async fn stored_first(
     client: &Client,
     processes: &[(&'static str, u32)],
     plain: Duration,
-) -> Result<()> {
+) -> Result<f64> {
     let namespace = "stored";
     let phase = "through raygate's webhooks, no controller watching";
-    timed_creates(client, namespace, processes, plain, phase).await?;
+    let creates_cpu = timed_creates(client, namespace, processes, plain, phase).await?;
     let (mut pods_seen, pods_watch) = watch_count::<Pod>(client, namespace);
     let (mut services_seen, services_watch) = watch_count::<Service>(client, namespace);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let controller = Controller::start_with(cp, &[&format!("--namespace={namespace}")])?;
+    // What the start costs (process, Lease, caches) before the first write lands.
+    wait_for(
+        &mut services_seen,
+        1,
+        Instant::now() + Duration::from_secs(600),
+    )
+    .await
+    .context("the first Service")?;
+    let first = started.elapsed();
     wait_for_all(&mut pods_seen, &mut services_seen)
         .await
         .context("the stored clusters")?;
@@ -524,12 +601,13 @@ async fn stored_first(
         materialized.as_secs_f64()
     );
     println!(
-        "  ratio to the baseline: {:.2}; controller peak RSS {:.1} MB; after 5 s more: {settled:?}",
+        "  first object after {:.2} s; ratio to the baseline: {:.2}; controller peak RSS {:.1} MB; after 5 s more: {settled:?}",
+        first.as_secs_f64(),
         materialized.as_secs_f64() / plain.as_secs_f64(),
         rss as f64 / 1024.0
     );
     if settled != WANT {
         bail!("the controller created {settled:?} for the stored clusters, expected {WANT:?}");
     }
-    Ok(())
+    Ok(creates_cpu)
 }
