@@ -6,12 +6,18 @@
 //! last renewal stops acting (the process exits and is restarted), so it has stopped before
 //! another replica may take over. A renewal that hangs (an API server or network that
 //! stalls) counts as failed at that deadline; it is not awaited.
+//!
+//! A standby times that `duration` on its own clock, from when it saw the lease last change
+//! (as client-go does), never from the holder's `renewTime`: nodes' clocks differ, and a
+//! standby whose clock runs ahead would otherwise take a lease that is still being renewed.
+//! The price is that a replica starting after a crash waits up to one `duration` for the dead
+//! holder's lease; a holder that stops cleanly releases it, and the next takes it at once.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::time::Instant;
@@ -66,26 +72,47 @@ fn seconds(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs()).unwrap_or(i32::MAX).max(1)
 }
 
-/// Whether the lease is free to take: no holder, or not renewed within its own duration.
-fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let holder = spec.holder_identity.as_deref().unwrap_or("");
-    if holder.is_empty() {
-        return true;
+/// What a standby last saw of another replica's lease, on its own clock.
+#[derive(Default)]
+struct Observation {
+    /// The lease's resourceVersion: every renewal changes it.
+    version: Option<String>,
+    since: Option<Instant>,
+}
+
+impl Observation {
+    /// Whether `lease`, read at `now`, is free to take: it has no holder, or it has not
+    /// changed for its whole duration since this replica first saw it as it is.
+    fn expired(&mut self, lease: &Lease, now: Instant) -> bool {
+        let spec = lease.spec.as_ref();
+        let holder = spec
+            .and_then(|s| s.holder_identity.as_deref())
+            .unwrap_or("");
+        if holder.is_empty() {
+            return true;
+        }
+        let version = lease.metadata.resource_version.clone();
+        let since = match self.since {
+            Some(since) if self.version == version => since,
+            _ => {
+                self.version = version;
+                *self.since.insert(now)
+            }
+        };
+        let seconds = spec.and_then(|s| s.lease_duration_seconds).unwrap_or(15);
+        let duration = Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+        now.duration_since(since) >= duration
     }
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
-        return true;
-    };
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    renewed.0 + duration < now
 }
 
 impl LeaderLease {
     /// Waits until this replica holds the lease.
     pub async fn acquire(client: Client, options: LeaseOptions) -> Result<Self, Error> {
         let api: Api<Lease> = Api::namespaced(client, &options.namespace);
+        let mut seen = Observation::default();
         loop {
             let sent = Instant::now();
-            match Self::try_acquire(&api, &options).await {
+            match Self::try_acquire(&api, &options, &mut seen).await {
                 Ok(Some(lease)) => {
                     tracing::info!(
                         lease = options.name,
@@ -109,6 +136,7 @@ impl LeaderLease {
     async fn try_acquire(
         api: &Api<Lease>,
         options: &LeaseOptions,
+        seen: &mut Observation,
     ) -> Result<Option<Lease>, kube::Error> {
         let Some(mut lease) = api.get_opt(&options.name).await? else {
             let lease = Lease {
@@ -132,11 +160,15 @@ impl LeaderLease {
                 Err(error) => Err(error),
             };
         };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        let mine = spec.holder_identity.as_deref() == Some(options.identity.as_str());
-        if !mine && !expired(spec, Timestamp::now()) {
+        let mine = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            == Some(options.identity.as_str());
+        if !mine && !seen.expired(&lease, Instant::now()) {
             return Ok(None);
         }
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         if !mine {
             spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
             spec.acquire_time = Some(now());
@@ -248,27 +280,51 @@ impl LeaderLease {
 mod tests {
     use super::*;
 
+    fn lease(holder: Option<&str>, version: &str, renewed_second: i64) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(Into::into),
+                lease_duration_seconds: Some(10),
+                renew_time: Some(MicroTime(
+                    Timestamp::from_second(renewed_second).expect("time"),
+                )),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
     #[test]
-    fn a_lease_expires_after_its_duration_without_renewal() {
-        let renewed = Timestamp::from_second(1_000).expect("time");
-        let spec = LeaseSpec {
-            holder_identity: Some("a".into()),
-            lease_duration_seconds: Some(10),
-            renew_time: Some(MicroTime(renewed)),
-            ..LeaseSpec::default()
-        };
-        assert!(!expired(
-            &spec,
-            Timestamp::from_second(1_009).expect("time")
-        ));
-        assert!(expired(&spec, Timestamp::from_second(1_011).expect("time")));
-        let released = LeaseSpec {
-            holder_identity: None,
-            ..spec
-        };
-        assert!(expired(
-            &released,
-            Timestamp::from_second(1_000).expect("time")
-        ));
+    fn a_lease_expires_once_unchanged_for_its_duration_on_the_standbys_clock() {
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let mut seen = Observation::default();
+        // The holder's renewTime is an hour in the past (its clock lags): that alone must
+        // not make the lease look expired while it is being renewed.
+        assert!(!seen.expired(&lease(Some("a"), "1", 0), at(0)));
+        assert!(!seen.expired(&lease(Some("a"), "1", 0), at(9)));
+        // Renewed (a new resourceVersion): the ten seconds start again.
+        assert!(!seen.expired(&lease(Some("a"), "2", 2), at(9)));
+        assert!(!seen.expired(&lease(Some("a"), "2", 2), at(18)));
+        assert!(seen.expired(&lease(Some("a"), "2", 2), at(19)));
+    }
+
+    #[test]
+    fn a_lease_renewed_in_the_future_by_a_fast_clock_still_expires() {
+        let start = Instant::now();
+        let mut seen = Observation::default();
+        let ahead = lease(Some("a"), "7", i64::from(i32::MAX));
+        assert!(!seen.expired(&ahead, start));
+        assert!(seen.expired(&ahead, start + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let mut seen = Observation::default();
+        assert!(seen.expired(&lease(None, "3", 0), Instant::now()));
+        assert!(seen.expired(&lease(Some(""), "3", 0), Instant::now()));
     }
 }

@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -1337,6 +1340,70 @@ async fn with_two_replicas_only_the_leader_acts_and_the_other_takes_over() {
     env.patch(json!([{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 2}]));
     env.wait_for_pods(1, 2).await;
     assert!(!replicas[standby].exited());
+}
+
+/// A holder whose clock lags (its `renewTime` an hour old) but which keeps renewing keeps
+/// the lease: a standby times expiry on its own clock, from the lease's last change. Once the
+/// renewals stop, the standby takes over within the lease duration and a renewal period.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_renewed_by_a_holder_with_a_lagging_clock_is_not_taken() {
+    let mut env = start(false).await;
+    env.controller.stop();
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let an_hour_ago = Timestamp::now() - SignedDuration::from_hours(1);
+    let mut lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "raygate-controller", "namespace": "default"},
+        "spec": {
+            "holderIdentity": "elsewhere",
+            "leaseDurationSeconds": 10,
+            "acquireTime": MicroTime(an_hour_ago),
+            "renewTime": MicroTime(an_hour_ago),
+        }
+    }))
+    .expect("a Lease");
+    lease = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("the lagging holder's Lease");
+    let standby = Controller::start_with(
+        &env.cp,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace=default",
+            "--leader-lease-seconds=10",
+        ],
+    )
+    .expect("the standby");
+    // The holder renews every 2 s for 14 s, each renewTime still an hour behind.
+    for round in 1..=7 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(MicroTime(
+                an_hour_ago + SignedDuration::from_secs(2 * round),
+            ));
+        }
+        // A 409 here: someone else wrote the lease, i.e. the standby took it.
+        lease = leases
+            .replace("raygate-controller", &PostParams::default(), &lease)
+            .await
+            .unwrap_or_else(|e| panic!("renewal {round}: the lease was taken while renewed: {e}"));
+        assert!(!standby.is_leader(), "the standby leads a renewed lease");
+    }
+    let stopped = Instant::now();
+    wait_until("the standby to lead", Duration::from_secs(30), || async {
+        standby.is_leader().then_some(())
+    })
+    .await;
+    let waited = stopped.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8) && waited <= Duration::from_secs(16),
+        "took over {waited:?} after the last renewal"
+    );
+    let held = leases.get("raygate-controller").await.expect("the Lease");
+    assert_ne!(
+        held.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("elsewhere")
+    );
 }
 
 /// A leader whose connection to the API server stalls (its renewals hang; they do not fail)
