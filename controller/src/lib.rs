@@ -43,7 +43,7 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client};
 use raygate_api::RayCluster;
-use raygate_api::labels::RAY_CLUSTER;
+use raygate_api::labels::{RAY_CLUSTER, RAY_HEADLESS_WORKER_SVC};
 use tokio::sync::watch;
 
 pub use error::Error;
@@ -167,10 +167,23 @@ pub async fn run(
     } else {
         options.namespaces.iter().cloned().map(Some).collect()
     };
-    // One Service cache per scope, filled by the controllers' Service watches and read by
-    // every pass: a head Service that exists costs no request.
-    let (service_stores, service_writers): (Vec<_>, Vec<_>) =
-        scopes.iter().map(|_| reflector::store::<Service>()).unzip();
+    // Two Service caches per scope, filled by the controllers' Service watches and read by
+    // every pass: a head or headless worker Service that exists costs no request.
+    let (service_stores, service_writers): (Vec<_>, Vec<_>) = scopes
+        .iter()
+        .map(|_| {
+            let (labelled, labelled_writer) = reflector::store::<Service>();
+            let (headless, headless_writer) = reflector::store::<Service>();
+            (
+                [labelled, headless],
+                ServiceWriters {
+                    labelled: labelled_writer,
+                    headless: headless_writer,
+                },
+            )
+        })
+        .unzip();
+    let service_stores = service_stores.into_iter().flatten().collect();
     let context = Arc::new(reconcile::Context::new(
         client.clone(),
         options.cluster_domain.clone(),
@@ -184,13 +197,13 @@ pub async fn run(
     ));
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
-    for (scope, service_writer) in scopes.into_iter().zip(service_writers) {
+    for (scope, writers) in scopes.into_iter().zip(service_writers) {
         let (controller, store) = cluster_controller(
             &client,
             scope.clone(),
             options.concurrency,
             context.clone(),
-            service_writer,
+            writers,
             stopped(stop_rx.clone()),
         );
         stores.push(store);
@@ -299,16 +312,24 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 type Store = kube::runtime::reflector::Store<RayCluster>;
 
+/// The writers of one scope's Service caches: those labelled `ray.io/cluster` (the head
+/// Service) and those labelled `ray.io/headless-worker-svc` (multi-host groups' headless
+/// Service, which carries only that label, as in KubeRay).
+struct ServiceWriters {
+    labelled: reflector::store::Writer<Service>,
+    headless: reflector::store::Writer<Service>,
+}
+
 /// The RayCluster controller for one namespace (or all). Pods and Services are watched only
 /// when labelled `ray.io/cluster`, so memory follows Ray's objects, not the size of the
 /// cluster; a change to one wakes its owning RayCluster. Pods are watched metadata-only (a
-/// pass lists its own); Services are cached whole (without managedFields) for `writer`.
+/// pass lists its own); Services are cached whole (without managedFields) for `writers`.
 fn cluster_controller(
     client: &Client,
     namespace: Option<String>,
     concurrency: u16,
     context: Arc<reconcile::Context>,
-    service_writer: reflector::store::Writer<Service>,
+    writers: ServiceWriters,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (impl Future<Output = ()> + Send, Store) {
     let namespace = namespace.as_deref();
@@ -320,10 +341,18 @@ fn cluster_controller(
     let pod_events = watcher(pods, children.clone())
         .default_backoff()
         .touched_objects();
+    let headless_events = watcher(
+        services.clone(),
+        watcher::Config::default().labels(RAY_HEADLESS_WORKER_SVC),
+    )
+    .default_backoff()
+    .modify(strip_managed_fields)
+    .reflect(writers.headless)
+    .touched_objects();
     let service_events = watcher(services, children)
         .default_backoff()
         .modify(strip_managed_fields)
-        .reflect(service_writer)
+        .reflect(writers.labelled)
         .touched_objects();
     // Only spec, label and annotation changes wake a cluster, as in KubeRay: the status this
     // controller writes would otherwise trigger a pass of its own each time.
@@ -344,6 +373,7 @@ fn cluster_controller(
     let controller = Controller::for_stream(cluster_events, reader)
         .owns_stream(pod_events)
         .owns_stream(service_events)
+        .owns_stream(headless_events)
         // No debounce: kube's is trailing-edge, so a cluster whose objects change more often
         // than its period (pods starting by the hundred, a busy autoscaler) would never be
         // reconciled while that lasts. Passes are spaced instead (`MIN_PASS_GAP` in

@@ -61,7 +61,8 @@ pub struct Context {
     /// (uid, generation) already warned about a missing webhook, so the event is not repeated
     /// on every pass.
     warned: Mutex<HashSet<(String, i64)>>,
-    /// The Services labelled `ray.io/cluster`, one cache per watched scope.
+    /// The Services labelled `ray.io/cluster` or `ray.io/headless-worker-svc`, two caches per
+    /// watched scope.
     services: Vec<Store<Service>>,
     written: WrittenStatuses,
     passes: PassTimes,
@@ -301,7 +302,7 @@ async fn reconcile_cluster(cluster: &RayCluster, ctx: &Context) -> Result<Action
         let head_service = ensure_head_service(ctx, cluster, &namespace, &services_api).await?;
         if services::needs_headless_service(cluster) {
             let headless = services::headless_worker_service(cluster);
-            ensure_child(ctx, cluster, &services_api, headless, "Service").await?;
+            ensure_cached_child(ctx, cluster, &namespace, &services_api, headless).await?;
         }
         Ok(head_service)
     };
@@ -467,9 +468,7 @@ async fn normalized<'a>(
     Ok(Some(Cow::Owned(normalized)))
 }
 
-/// The head Service: from the cache when it is there (no request), created straight away when
-/// the synced cache says it is absent, and asked of the API server only when the cache can't
-/// tell or is behind (a 409 on create).
+/// The head Service (see `ensure_cached_child`).
 ///
 /// A Service of that name the cluster does not control (the user's, or another object's) is
 /// reported and left alone, and the pass stops there: workers dial the head through this name
@@ -483,11 +482,7 @@ async fn ensure_head_service(
 ) -> Result<Service, Error> {
     let desired = services::head_service(cluster);
     let name = desired.name_any();
-    let service = match ctx.cached_service(namespace, &name) {
-        Some(Some(cached)) => Arc::unwrap_or_clone(cached),
-        Some(None) => create_child(ctx, cluster, api, desired, "Service").await?,
-        None => ensure_child(ctx, cluster, api, desired, "Service").await?,
-    };
+    let service = ensure_cached_child(ctx, cluster, namespace, api, desired).await?;
     if !is_controlled_by(&service, &cluster.uid().unwrap_or_default()) {
         ctx.events
             .warning(
@@ -508,6 +503,23 @@ async fn ensure_head_service(
         });
     }
     Ok(service)
+}
+
+/// A Service of the cluster: from the cache when it is there (no request), created straight
+/// away when the synced cache says it is absent, and asked of the API server only when the
+/// cache can't tell or is behind (a 409 on create).
+async fn ensure_cached_child(
+    ctx: &Context,
+    cluster: &RayCluster,
+    namespace: &str,
+    api: &Api<Service>,
+    desired: Service,
+) -> Result<Service, Error> {
+    Ok(match ctx.cached_service(namespace, &desired.name_any()) {
+        Some(Some(cached)) => Arc::unwrap_or_clone(cached),
+        Some(None) => create_child(ctx, cluster, api, desired, "Service").await?,
+        None => ensure_child(ctx, cluster, api, desired, "Service").await?,
+    })
 }
 
 /// Creates a child (Service, ServiceAccount, Role, RoleBinding) if absent. Existing ones are

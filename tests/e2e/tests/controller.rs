@@ -1806,6 +1806,34 @@ async fn multi_host_replicas_come_and_go_whole_with_a_headless_service() {
         Some("None")
     );
 
+    // Its deletion wakes the cluster through the headless Services' watch: it is back long
+    // before the 5 minutes after which a ready cluster is looked at again anyway.
+    env.mark_ready().await;
+    env.wait_for_state("ready").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    services
+        .delete("raycluster-kuberay-headless", &DeleteParams::default())
+        .await
+        .expect("delete the headless Service");
+    let deleted_at = Instant::now();
+    let old_uid = headless.metadata.uid.clone();
+    wait_until(
+        "the headless Service back",
+        Duration::from_secs(5),
+        || async {
+            let again = services
+                .get_opt("raycluster-kuberay-headless")
+                .await
+                .ok()??;
+            (again.metadata.uid != old_uid).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "headless Service recreated after {:?}",
+        deleted_at.elapsed()
+    );
+
     // Losing one host takes its whole replica down; a complete replica replaces it.
     let lost = &workers[0];
     let lost_replica = label(lost, "ray.io/worker-group-replica-name")
