@@ -4,8 +4,7 @@
 //! bytes); with `enableK8sTokenAuth` Ray checks Kubernetes service-account tokens instead.
 //! raygate's own dashboard requests (RayJob, RayService) carry the token too.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -22,6 +21,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::dashboard::DashboardClient;
 use crate::error::Error;
+use crate::expiring::ExpiringMap;
 
 /// The key of the token in the Secret.
 pub const TOKEN_KEY: &str = "auth_token";
@@ -188,26 +188,30 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// Tokens read from clusters' Secrets, by namespace, Secret and cluster UID (a cluster
 /// recreated under the same name gets a new Secret, so it never sees its predecessor's token).
-#[derive(Debug, Default)]
-pub struct TokenCache {
-    entries: Mutex<HashMap<TokenKey, (String, Instant)>>,
+pub struct TokenCache(ExpiringMap<TokenKey, String>);
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self(ExpiringMap::new(TOKEN_TTL))
+    }
+}
+
+impl std::fmt::Debug for TokenCache {
+    // Tokens are secrets: never in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCache")
+    }
 }
 
 type TokenKey = (String, String, String);
 
 impl TokenCache {
     fn get(&self, key: &TokenKey, now: Instant) -> Option<String> {
-        let entries = self.entries.lock().ok()?;
-        let (token, read_at) = entries.get(key)?;
-        (now.duration_since(*read_at) < TOKEN_TTL).then(|| token.clone())
+        self.0.get(key, now).map(|(token, _)| token)
     }
 
     fn put(&self, key: TokenKey, token: String, now: Instant) {
-        if let Ok(mut entries) = self.entries.lock() {
-            // Entries of deleted clusters would otherwise stay forever.
-            entries.retain(|_, (_, read_at)| now.duration_since(*read_at) < TOKEN_TTL);
-            entries.insert(key, (token, now));
-        }
+        self.0.insert(key, token, now);
     }
 }
 
@@ -283,8 +287,7 @@ mod tests {
         assert_eq!(cache.get(&other_uid, start), None);
         // Expired entries are dropped when another is stored.
         cache.put(other_uid.clone(), "t2".to_string(), start + TOKEN_TTL * 2);
-        let entries = cache.entries.lock().map(|e| e.len()).unwrap_or_default();
-        assert_eq!(entries, 1);
+        assert_eq!(cache.0.len(), 1);
     }
 
     fn cluster(auth: serde_json::Value) -> RayCluster {

@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod desired_resources;
 pub mod error;
 pub mod events;
+pub mod expiring;
 pub mod gcs_ft;
 pub mod leader;
 pub mod metrics;

@@ -6,8 +6,8 @@
 //! from that LIST and its own writes' answers rather than listing again.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::events::EventSink;
+use crate::expiring::ExpiringMap;
 use crate::metrics::Metrics;
 use crate::pod_state;
 use crate::pods::{self, PodContext, WorkerSlot};
@@ -60,7 +61,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// (uid, generation) already warned about a missing webhook, so the event is not repeated
     /// on every pass.
-    warned: Mutex<HashSet<(String, i64)>>,
+    warned: ExpiringMap<(String, i64), ()>,
     /// The Services labelled `ray.io/cluster` or `ray.io/headless-worker-svc`, two caches per
     /// watched scope.
     services: Vec<Store<Service>>,
@@ -74,88 +75,76 @@ pub struct Context {
 /// after another, each with its pod LIST.
 const MIN_PASS_GAP: Duration = Duration::from_millis(250);
 
-/// When each cluster's last pass ended, by uid.
-struct PassTimes(Mutex<(HashMap<String, Instant>, Instant)>);
+/// When each cluster's last pass ended, by uid; an entry older than the gap says nothing.
+struct PassTimes(ExpiringMap<String, ()>);
 
 impl Default for PassTimes {
     fn default() -> Self {
-        Self(Mutex::new((HashMap::new(), Instant::now())))
+        Self(ExpiringMap::new(MIN_PASS_GAP))
     }
 }
 
 impl PassTimes {
     /// How long until the cluster may have its next pass; `None`: now.
     fn too_soon(&self, uid: &str) -> Option<Duration> {
-        let times = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let since = times.0.get(uid)?.elapsed();
+        let ((), since) = self.0.get(uid, Instant::now())?;
         MIN_PASS_GAP
             .checked_sub(since)
             .filter(|wait| !wait.is_zero())
     }
 
     fn ended(&self, uid: String) {
-        let mut times = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (ends, pruned) = &mut *times;
-        ends.insert(uid, Instant::now());
-        // Entries older than the gap say nothing; dropping them now and then keeps this to
-        // the clusters of the last few seconds.
-        if pruned.elapsed() > PRUNE_PASS_TIMES {
-            ends.retain(|_, end| end.elapsed() < MIN_PASS_GAP);
-            *pruned = Instant::now();
-        }
+        self.0.insert(uid, (), Instant::now());
     }
 }
-
-const PRUNE_PASS_TIMES: Duration = Duration::from_secs(10);
 
 /// Statuses this controller wrote that the RayCluster cache may not show yet, by uid: a pass
 /// woken by the pods the previous pass created often comes before the watch shows that
 /// pass's status, and would otherwise write the same status again.
-#[derive(Default)]
-struct WrittenStatuses(Mutex<HashMap<String, WrittenStatus>>);
+struct WrittenStatuses(ExpiringMap<String, WrittenStatus>);
 
+impl Default for WrittenStatuses {
+    fn default() -> Self {
+        Self(ExpiringMap::new(WRITTEN_STATUS_TTL))
+    }
+}
+
+#[derive(Clone)]
 struct WrittenStatus {
     /// The resourceVersion the write was made against.
     over: Option<String>,
     status: RayClusterStatus,
-    at: Instant,
 }
 
 impl WrittenStatuses {
     /// The status last written for `cluster`, if the cached object predates that write.
     fn unseen(&self, cluster: &RayCluster) -> Option<RayClusterStatus> {
         let uid = cluster.uid()?;
-        let mut written = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match written.get(&uid) {
-            Some(entry) if entry.over == cluster.metadata.resource_version => {
-                Some(entry.status.clone())
-            }
-            Some(_) => {
-                written.remove(&uid);
-                None
-            }
-            None => None,
+        let (written, _) = self.0.get(&uid, Instant::now())?;
+        if written.over == cluster.metadata.resource_version {
+            return Some(written.status);
         }
+        self.0.remove(&uid);
+        None
     }
 
     fn remember(&self, cluster: &RayCluster, status: &RayClusterStatus) {
         let Some(uid) = cluster.uid() else { return };
-        let mut written = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        written.retain(|_, entry| entry.at.elapsed() < WRITTEN_STATUS_TTL);
-        written.insert(
-            uid,
-            WrittenStatus {
-                over: cluster.metadata.resource_version.clone(),
-                status: status.clone(),
-                at: Instant::now(),
-            },
-        );
+        let written = WrittenStatus {
+            over: cluster.metadata.resource_version.clone(),
+            status: status.clone(),
+        };
+        self.0.insert(uid, written, Instant::now());
     }
 }
 
 /// How long a written status is remembered for a cluster whose cache never moves on (it was
 /// deleted): the watch shows a write far sooner.
 const WRITTEN_STATUS_TTL: Duration = Duration::from_secs(60);
+
+/// How long a cluster generation's webhook-bypass warning holds off another for it: a cluster
+/// left unnormalized is reminded of hourly, not on every pass.
+const BYPASS_WARNING_TTL: Duration = Duration::from_secs(3600);
 
 impl Context {
     pub fn new(
@@ -170,7 +159,7 @@ impl Context {
             cluster_domain,
             events,
             metrics,
-            warned: Mutex::new(HashSet::new()),
+            warned: ExpiringMap::new(BYPASS_WARNING_TTL),
             services,
             written: WrittenStatuses::default(),
             passes: PassTimes::default(),
@@ -192,16 +181,13 @@ impl Context {
         synced.then_some(None)
     }
 
-    /// True the first time for this object generation.
+    /// True the first time for this object generation (and again an hour later).
     fn first_warning(&self, cluster: &RayCluster) -> bool {
         let key = (
             cluster.uid().unwrap_or_default(),
             cluster.metadata.generation.unwrap_or_default(),
         );
-        self.warned
-            .lock()
-            .map(|mut w| w.insert(key))
-            .unwrap_or(true)
+        self.warned.insert_new(key, (), Instant::now())
     }
 
     /// `<group>-<5 random characters>`, the name shared by a multi-host replica's pods.
