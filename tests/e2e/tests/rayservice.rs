@@ -6,7 +6,7 @@
 //! of the RayService talks to that one head; pods are marked Ready by a stand-in kubelet.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -160,22 +160,31 @@ async fn serve_deploys_updates_in_place_upgrades_without_downtime_and_suspends()
     // the serve Service always selects ready pods.
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
     let stop = Arc::new(AtomicBool::new(false));
+    // Looks that got an answer: the watcher must be looking before the change and still
+    // after it, however quickly the upgrade goes.
+    let looked = Arc::new(AtomicUsize::new(0));
     let watcher = {
-        let (pods, serve_svc, stop) = (pods.clone(), serve_svc.clone(), stop.clone());
+        let (pods, serve_svc) = (pods.clone(), serve_svc.clone());
+        let (stop, looked) = (stop.clone(), looked.clone());
         tokio::spawn(async move {
             let mut gaps = Vec::new();
-            let mut checks = 0;
             while !stop.load(Ordering::Relaxed) {
-                match ready_endpoints(&pods, &serve_svc).await {
-                    Some(0) => gaps.push(Instant::now()),
-                    Some(_) => checks += 1,
-                    None => {}
+                if let Some(ready) = ready_endpoints(&pods, &serve_svc).await {
+                    if ready == 0 {
+                        gaps.push(Instant::now());
+                    }
+                    looked.fetch_add(1, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            (checks, gaps)
+            gaps
         })
     };
+    let looks_since = |before: usize| {
+        let looked = looked.clone();
+        async move { (looked.load(Ordering::Relaxed) >= before + 2).then_some(()) }
+    };
+    wait_until("the endpoint watcher to look", TIMEOUT, || looks_since(0)).await;
     apply(rayservice(&serve_config(port, &app_dir, "v2"), "b"));
     let mut saw_pending = false;
     let deadline = Instant::now() + TIMEOUT;
@@ -204,9 +213,13 @@ async fn serve_deploys_updates_in_place_upgrades_without_downtime_and_suspends()
             .then_some(())
     })
     .await;
+    let after = looked.load(Ordering::Relaxed);
+    wait_until("the endpoint watcher to look again", TIMEOUT, || {
+        looks_since(after)
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
-    let (checks, gaps) = watcher.await.expect("the endpoint watcher");
-    assert!(checks > 10, "the watcher looked {checks} times");
+    let gaps = watcher.await.expect("the endpoint watcher");
     assert!(
         gaps.is_empty(),
         "the serve Service had no ready endpoints {} times",
