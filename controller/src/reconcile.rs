@@ -85,12 +85,11 @@ impl Default for PassTimes {
 }
 
 impl PassTimes {
-    /// How long until the cluster may have its next pass; `None`: now.
+    /// How long until the cluster may have its next pass; `None`: now. The map keeps an
+    /// end only while it is younger than the gap, so the wait is never zero.
     fn too_soon(&self, uid: &str) -> Option<Duration> {
         let ((), since) = self.0.get(uid, Instant::now())?;
-        MIN_PASS_GAP
-            .checked_sub(since)
-            .filter(|wait| !wait.is_zero())
+        Some(MIN_PASS_GAP - since)
     }
 
     fn ended(&self, uid: String) {

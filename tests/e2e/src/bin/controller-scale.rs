@@ -126,19 +126,27 @@ fn samples(namespace: &str, prefix: &str) -> Result<Vec<RayCluster>> {
         .collect()
 }
 
-/// Creates the RayClusters, IN_FLIGHT at a time, as one user's burst of `kubectl apply`s.
-async fn create_clusters(client: &Client, namespace: &str, objects: Vec<RayCluster>) -> Result<()> {
-    let clusters: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
-    stream::iter(objects)
-        .map(|cluster| {
-            let api = clusters.clone();
-            async move { api.create(&PostParams::default(), &cluster).await.map(drop) }
-        })
+/// Runs `writes` IN_FLIGHT at a time; the first error ends them.
+async fn in_flight<F>(writes: impl IntoIterator<Item = F>) -> kube::Result<()>
+where
+    F: std::future::Future<Output = kube::Result<()>>,
+{
+    stream::iter(writes)
         .buffer_unordered(IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await
-        .with_context(|| format!("creating the RayClusters in {namespace}"))?;
-    Ok(())
+        .map(drop)
+}
+
+/// Creates the RayClusters, IN_FLIGHT at a time, as one user's burst of `kubectl apply`s.
+async fn create_clusters(client: &Client, namespace: &str, objects: Vec<RayCluster>) -> Result<()> {
+    let clusters: Api<RayCluster> = Api::namespaced(client.clone(), namespace);
+    in_flight(objects.into_iter().map(|cluster| {
+        let api = clusters.clone();
+        async move { api.create(&PostParams::default(), &cluster).await.map(drop) }
+    }))
+    .await
+    .with_context(|| format!("creating the RayClusters in {namespace}"))
 }
 
 /// The Pods and Services the 300 clusters have once materialized.
@@ -225,11 +233,7 @@ async fn baseline(client: &Client) -> Result<Duration> {
             api.create(&PostParams::default(), &service).await.map(drop)
         }));
     }
-    stream::iter(writes)
-        .buffer_unordered(IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await
-        .context("baseline creates")?;
+    in_flight(writes).await.context("baseline creates")?;
     Ok(started.elapsed())
 }
 
@@ -551,19 +555,16 @@ async fn status_writes(
     let patch = serde_json::json!({ "status": { "lastUpdateTime": now } });
     let cpu_at_start = cpu_by_process(processes);
     let started = Instant::now();
-    stream::iter(&names)
-        .map(|name| {
-            let (api, patch) = (&api, &patch);
-            async move {
-                api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
-                    .map(drop)
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await
-        .context("the status writes")?;
+    in_flight(names.iter().map(|name| {
+        let (api, patch) = (&api, &patch);
+        async move {
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(drop)
+        }
+    }))
+    .await
+    .context("the status writes")?;
     let took = started.elapsed();
     let cpu_at_end = cpu_by_process(processes);
     println!(
